@@ -335,4 +335,3 @@ func searchDirs() []string {
 	}
 	return dirs
 }
-
