@@ -371,16 +371,22 @@ func (b *Builder) Concat(xs ...string) string {
 	return out
 }
 
-// ResizeNearestLike implements model.Ops with exact integer indices: for
-// each spatial axis k, idx = Range(0, out_k) * in_k / out_k (int64, so the
-// division floors) and x = Gather(x, idx, axis k).
+// ResizeNearestLike implements model.Ops. For each spatial axis k it computes
+// the source indices the way PyTorch's CPU "nearest" does (and
+// model.NearestIndices, which the GoMLX engine uses):
 //
-// ONNX's Resize (nearest, asymmetric, floor) states the same rule, but ONNX
-// Runtime evaluates it as dst / float32(out/in), which lands one pixel short
-// whenever dst*in/out is an integer and the float scale rounds up (in 14,
-// out 16, dst 8 gives 6 instead of 7); the engines would then disagree.
-// Shapes are dynamic, so the gathers are always emitted; with equal sizes
-// they copy x.
+//	scale = float32(in_k) / float32(out_k)
+//	idx   = min(floor(float32(Range(0, out_k)) * scale), in_k - 1)
+//
+// with each step a separate float32 ONNX op (Cast, Div, Mul, Floor, so no
+// fused multiply-add), then x = Gather(x, idx, axis k). That is floor(dst *
+// in / out) except where float32 rounding moves an exact integer down
+// (in 2, out 82, dst 41 gives 0).
+//
+// ONNX's Resize (nearest, asymmetric, floor) is not used: ONNX Runtime
+// evaluates it as dst / float32(out/in), which lands one voxel short of both
+// rules in other cases (in 14, out 16, dst 8 gives 6). Shapes are dynamic,
+// so the gathers are always emitted; with equal sizes they copy x.
 func (b *Builder) ResizeNearestLike(x, ref string) string {
 	if b.err != nil || x == ref {
 		return x
@@ -390,14 +396,21 @@ func (b *Builder) ResizeNearestLike(x, ref string) string {
 		return x
 	}
 	zero, one := b.int64Const(0), b.int64Const(1)
+	toFloat := intAttr("to", int(onnxpb.TensorProto_FLOAT))
+	toInt64 := intAttr("to", int(onnxpb.TensorProto_INT64))
 	src := x
 	for k := 2; k < 5; k++ {
-		in := b.op("Shape", x+".in"+strconv.Itoa(k), []string{src}, intAttr("start", k), intAttr("end", k+1))
-		out := b.op("Shape", ref+".out"+strconv.Itoa(k), []string{ref}, intAttr("start", k), intAttr("end", k+1))
-		n := b.op("Squeeze", out+".scalar", []string{out})
-		r := b.op("Range", x+".range"+strconv.Itoa(k), []string{zero, n, one})
-		idx := b.op("Div", x+".idx"+strconv.Itoa(k), []string{b.op("Mul", r+".mul", []string{r, in}), out})
-		src = b.op("Gather", x+".resized"+strconv.Itoa(k), []string{src, idx}, intAttr("axis", k))
+		ax := strconv.Itoa(k)
+		in := b.op("Shape", x+".in"+ax, []string{x}, intAttr("start", k), intAttr("end", k+1))
+		out := b.op("Shape", ref+".out"+ax, []string{ref}, intAttr("start", k), intAttr("end", k+1))
+		scale := b.op("Div", x+".scale"+ax, []string{
+			b.op("Cast", in+".f", []string{in}, toFloat),
+			b.op("Cast", out+".f", []string{out}, toFloat)})
+		r := b.op("Range", x+".range"+ax, []string{zero, b.op("Squeeze", out+".n", []string{out}), one})
+		p := b.op("Mul", x+".pos"+ax, []string{b.op("Cast", r+".f", []string{r}, toFloat), scale})
+		fl := b.op("Cast", p+".floor", []string{b.op("Floor", p+".f", []string{p})}, toInt64)
+		idx := b.op("Min", x+".idx"+ax, []string{fl, b.op("Sub", in+".last", []string{in, one})})
+		src = b.op("Gather", x+".resized"+ax, []string{src, idx}, intAttr("axis", k))
 	}
 	b.values[src] = ch
 	return src

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"testing"
 
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/onnx"
@@ -148,24 +149,40 @@ func (refOps) Concat(xs ...*vol) *vol {
 	return y
 }
 
-// ResizeNearestLike uses exact integer arithmetic: src = floor(dst*in/out).
+// ResizeNearestLike picks src = nearestIndices(in, out)[dst] on each axis.
 func (refOps) ResizeNearestLike(x, ref *vol) *vol {
 	s := x.shape
 	s[2], s[3], s[4] = ref.shape[2], ref.shape[3], ref.shape[4]
 	y := newVol(s)
-	src := func(dst, axis int) int { return dst * x.shape[axis] / s[axis] }
+	var idx [5][]int
+	for a := 2; a < 5; a++ {
+		idx[a] = nearestIndices(x.shape[a], s[a])
+	}
 	for n := range s[0] {
 		for c := range s[1] {
 			for d := range s[2] {
 				for h := range s[3] {
 					for w := range s[4] {
-						*y.at(n, c, d, h, w) = *x.at(n, c, src(d, 2), src(h, 3), src(w, 4))
+						*y.at(n, c, d, h, w) = *x.at(n, c, idx[2][d], idx[3][h], idx[4][w])
 					}
 				}
 			}
 		}
 	}
 	return y
+}
+
+// nearestIndices is PyTorch's CPU rule for F.interpolate(mode="nearest"):
+// src = min(floor(float32(dst) * (float32(in) / float32(out))), in - 1) in
+// float32 arithmetic.
+func nearestIndices(in, out int) []int {
+	scale := float32(in) / float32(out)
+	idx := make([]int, out)
+	for i := range idx {
+		p := float32(float32(i) * scale)
+		idx[i] = min(int(math.Floor(float64(p))), in-1)
+	}
+	return idx
 }
 
 // randWeights fills weights with the parameters a conv or BN layer needs,
@@ -216,4 +233,16 @@ func (r *randWeights) input(shape [5]int) *vol {
 		x.data[i] = float64(float32(r.rng.NormFloat64()))
 	}
 	return x
+}
+
+func TestNearestIndicesReference(t *testing.T) {
+	// PyTorch 1.13 F.interpolate(mode="nearest") on arange(2) to 82 and
+	// arange(14) to 16.
+	if got := nearestIndices(2, 82)[41]; got != 0 {
+		t.Errorf("in 2, out 82, dst 41: %d, PyTorch takes 0", got)
+	}
+	want := []int{0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 9, 10, 11, 12, 13}
+	if got := nearestIndices(14, 16); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("in 14, out 16: %v, PyTorch %v", got, want)
+	}
 }
