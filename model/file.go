@@ -10,11 +10,11 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -60,54 +60,40 @@ type Manifest struct {
 // Save writes cfg and every variable of ctx to path as one file. It writes a
 // temporary file beside path and renames it, so path is either the old file
 // or the complete new one.
-func Save(path string, cfg Config, ctx *context.Context) (err error) {
+func Save(path string, cfg Config, ctx *context.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if err := checkModelVariables(ctx, cfg); err != nil {
 		return fmt.Errorf("model: save %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("model: save %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("model: save %s: %w", path, err)
+	err := atomicfile.Write(path, func(out io.Writer) error {
+		zw := zip.NewWriter(out)
+		m := Manifest{Format: fileFormat, Version: fileVersion, Saved: time.Now().UTC(), Config: cfg}
+		for v := range ctx.IterVariables() {
+			info, err := writeVariable(zw, v, len(m.Variables))
+			if err != nil {
+				return err
+			}
+			m.Variables = append(m.Variables, info)
 		}
-	}()
-	zw := zip.NewWriter(tmp)
-	m := Manifest{Format: fileFormat, Version: fileVersion, Saved: time.Now().UTC(), Config: cfg}
-	for v := range ctx.IterVariables() {
-		info, err := writeVariable(zw, v, len(m.Variables))
+		mj, err := json.MarshalIndent(m, "", " ")
 		if err != nil {
 			return err
 		}
-		m.Variables = append(m.Variables, info)
-	}
-	mj, err := json.MarshalIndent(m, "", " ")
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: manifestName, Method: zip.Store})
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(mj); err != nil {
+			return err
+		}
+		return zw.Close()
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("model: save %w", err)
 	}
-	w, err := zw.CreateHeader(&zip.FileHeader{Name: manifestName, Method: zip.Store})
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(mj); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 // checkModelVariables verifies that ctx holds exactly the model of cfg.
