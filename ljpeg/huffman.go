@@ -7,11 +7,12 @@ import "errors"
 // the L1 cache.
 const lutBits = 10
 
-// Lookup table entries. An entry of 0 means the code is longer than
-// lutBits. Otherwise the low 5 bits are the number of bits the entry
-// consumes and, if entryFull is set, the difference value is complete and
-// stored in the bits from 8 up (signed); if not, bits 8..15 hold the symbol
-// and its extra bits still have to be read.
+// Lookup table entries. An entry of 0 means the code is longer than lutBits
+// or its symbol is not a difference category (left to the slow path).
+// Otherwise the low 5 bits are the number of bits the entry consumes and,
+// if entryFull is set, the difference value is complete and stored in the
+// bits from 8 up (signed); if not, bits 8..15 hold the category (1..15)
+// whose extra bits still have to be read.
 const (
 	entryLenMask = 31
 	entryFull    = 1 << 5
@@ -76,17 +77,18 @@ func (h *huffTable) build(t *rawTable) error {
 func (h *huffTable) fill(l uint, code int, sym uint8) {
 	free := lutBits - l
 	first := code << free
+	if sym > 16 {
+		return
+	}
+	extra := uint(sym)
+	if sym == 16 {
+		extra = 0 // SSSS 16: difference 32768, no extra bits (H.1.2.2)
+	}
 	for s := range 1 << free {
 		e := int32(sym)<<8 | int32(l)
-		if sym <= 16 {
-			extra := uint(sym)
-			if sym == 16 {
-				extra = 0 // SSSS 16: difference 32768, no extra bits (H.1.2.2)
-			}
-			if extra <= free {
-				v := s >> (free - extra)
-				e = int32(extend(v, uint(sym)))<<8 | entryFull | int32(l+extra)
-			}
+		if extra <= free {
+			v := s >> (free - extra)
+			e = int32(extend(v, uint(sym)))<<8 | entryFull | int32(l+extra)
 		}
 		h.lut[first+s] = e
 	}

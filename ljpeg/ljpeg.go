@@ -285,24 +285,32 @@ func (d *decoder) allDecoded() bool {
 // nextMarker moves past the next marker and returns its code. Fill bytes
 // (0xFF) and stray bytes before a marker are skipped, as libjpeg does.
 func (d *decoder) nextMarker() (byte, bool) {
-	for d.pos < len(d.data) {
-		if d.data[d.pos] != 0xFF {
-			d.pos++
+	m, pos, ok := nextMarker(d.data, d.pos)
+	d.pos = pos
+	return m, ok
+}
+
+// nextMarker finds the first marker at or after data[pos] and returns its
+// code and the offset after it.
+func nextMarker(data []byte, pos int) (m byte, next int, ok bool) {
+	for pos < len(data) {
+		if data[pos] != 0xFF {
+			pos++
 			continue
 		}
-		for d.pos < len(d.data) && d.data[d.pos] == 0xFF {
-			d.pos++
+		for pos < len(data) && data[pos] == 0xFF {
+			pos++
 		}
-		if d.pos == len(d.data) {
+		if pos == len(data) {
 			break
 		}
-		m := d.data[d.pos]
-		d.pos++
+		m := data[pos]
+		pos++
 		if m != 0 { // FF00 is a stuffed data byte, not a marker
-			return m, true
+			return m, pos, true
 		}
 	}
-	return 0, false
+	return 0, pos, false
 }
 
 // segment returns the payload of the marker segment at d.pos (after the

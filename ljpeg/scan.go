@@ -84,7 +84,7 @@ func (r *bitReader) diffSlow(h *huffTable, e int32) int {
 		l, sym = uint(e&entryLenMask), uint8(e>>8)
 	} else {
 		code := int32(r.acc >> 48)
-		for l = lutBits + 1; l <= 16; l++ {
+		for l = 1; l <= 16; l++ {
 			c := code >> (16 - l)
 			if c <= h.maxcode[l] {
 				sym = h.vals[(h.valptr[l]+c)&255]
@@ -130,15 +130,14 @@ func (r *bitReader) restart(want int) error {
 		return FormatError("scan data ends before a restart interval is complete (truncated data)")
 	}
 	r.acc, r.n, r.virt, r.atMarker = 0, 0, 0, false
-	d := decoder{data: r.data, pos: r.pos}
-	m, ok := d.nextMarker()
+	m, pos, ok := nextMarker(r.data, r.pos)
 	if !ok {
 		return formatErrorf("data ends where restart marker RST%d is due (truncated data)", want)
 	}
 	if m != markerRST0+byte(want) {
 		return formatErrorf("found marker 0xFF%02X where restart marker RST%d is due", m, want)
 	}
-	r.pos = d.pos
+	r.pos = pos
 	return nil
 }
 
@@ -258,6 +257,16 @@ func (s *scanState) rowGray(cur, prev []uint16, first bool) {
 			acc <<= l
 			n -= l
 			d = int(e >> 8)
+		} else if e != 0 {
+			// A short code for category t, then t extra bits (F.2.2.1).
+			l, t := uint(e&entryLenMask), uint(e>>8)
+			acc <<= l
+			d = int(acc >> (64 - t))
+			acc <<= t
+			n -= l + t
+			if d < 1<<(t-1) {
+				d += 1 - 1<<t
+			}
 		} else {
 			r.acc, r.n = acc, n
 			d = r.diffSlow(h, e)
