@@ -114,3 +114,10 @@ func hasFF(x uint64) bool {
 	v := ^x
 	return (v-lo)&^v&hi != 0
 }
+
+// hasFF32 reports whether any byte of x is 0xFF.
+func hasFF32(x uint32) bool {
+	const lo, hi = 0x01010101, 0x80808080
+	v := ^x
+	return (v-lo)&^v&hi != 0
+}

@@ -230,8 +230,12 @@ func predict(sel, ra, rb, rc int) int {
 // first sample is predicted from above and the others by the scan's
 // predictor (H.1.2.1). Sums wrap modulo 2^16.
 //
-// This is the hot loop of CT decoding, so it keeps the bit buffer in locals
-// and inlines the table lookup of bitReader.diff.
+// This is the hot loop of CT decoding. The runs of samples whose codes the
+// lookup table resolves are decoded by leaf functions without calls, which
+// keeps their state in registers; refills near 0xFF bytes, markers and the
+// end of data, and codes longer than lutBits are handled here. (At a marker
+// the runs cannot refill, since the marker starts with 0xFF, so they never
+// read past it.)
 func (s *scanState) rowGray(cur, prev []uint16, first bool) {
 	r, h := &s.r, s.tab[0]
 	sel := s.predictor
@@ -242,44 +246,107 @@ func (s *scanState) rowGray(cur, prev []uint16, first bool) {
 		prev = prev[:len(cur)]
 		cur[0] = uint16(int(prev[0]) + r.diff(h))
 	}
-	lut := &h.lut
-	acc, n := r.acc, r.n
-	ra := int(cur[0])
-	for x := 1; x < len(cur); x++ {
-		if n < 32 {
-			r.acc, r.n = acc, n
+	for x := 1; x < len(cur); {
+		if r.n < 32 {
 			r.fill()
-			acc, n = r.acc, r.n
+		}
+		if h.lut[r.acc>>(64-lutBits)] == 0 {
+			d := r.diffSlow(h, 0)
+			p := int(cur[x-1])
+			if sel != 1 {
+				p = predict(sel, p, int(prev[x]), int(prev[x-1]))
+			}
+			cur[x] = uint16(p + d)
+			x++
+			continue
+		}
+		if sel == 1 {
+			x, r.acc, r.n, r.pos = runLeft(cur, x, &h.lut, r.data, r.acc, r.n, r.pos)
+		} else {
+			x, r.acc, r.n, r.pos = runPredict(cur, prev, x, sel, &h.lut, r.data, r.acc, r.n, r.pos)
+		}
+	}
+}
+
+// lutDiff decodes the difference of a table entry e that is not 0, given
+// the bit buffer (acc, n) with at least 32 bits. It returns the difference
+// and the buffer after its bits.
+func lutDiff(e int32, acc uint64, n uint) (int, uint64, uint) {
+	l := uint(e & entryLenMask)
+	acc <<= l
+	n -= l
+	if e&entryFull != 0 {
+		return int(e >> 8), acc, n
+	}
+	// A short code for category t, then t extra bits (F.2.2.1).
+	t := uint(e>>8) & 15 // 1..15; the masks below spare the compiler's shift checks
+	d := int(acc >> ((64 - t) & 63))
+	if d < 1<<((t-1)&63) {
+		d += 1 - 1<<t
+	}
+	return d, acc << t, n - t
+}
+
+// runLeft decodes cur[x:] with predictor 1 (the left neighbour) for as
+// long as the lookup table resolves the codes and the buffer can be refilled
+// from whole bytes without 0xFF; it returns where it stopped and the bit
+// reader's new state. It decodes at least one sample if the code at the
+// start of the buffer (which holds at least 32 bits) is in the table.
+func runLeft(cur []uint16, x int, lut *[1 << lutBits]int32, data []byte, acc uint64, n uint, pos int) (int, uint64, uint, int) {
+	ra := int(cur[x-1])
+	for ; x < len(cur); x++ {
+		if n < 32 {
+			// Refill 4 bytes if none is 0xFF; otherwise leave it to fill.
+			if pos+4 > len(data) {
+				break
+			}
+			w := binary.BigEndian.Uint32(data[pos:])
+			if hasFF32(w) {
+				break
+			}
+			acc |= uint64(w) << ((32 - n) & 63)
+			n += 32
+			pos += 4
+		}
+		e := lut[acc>>(64-lutBits)]
+		if e == 0 {
+			break
 		}
 		var d int
-		if e := lut[acc>>(64-lutBits)]; e&entryFull != 0 {
-			l := uint(e & entryLenMask)
-			acc <<= l
-			n -= l
-			d = int(e >> 8)
-		} else if e != 0 {
-			// A short code for category t, then t extra bits (F.2.2.1).
-			l, t := uint(e&entryLenMask), uint(e>>8)
-			acc <<= l
-			d = int(acc >> (64 - t))
-			acc <<= t
-			n -= l + t
-			if d < 1<<(t-1) {
-				d += 1 - 1<<t
-			}
-		} else {
-			r.acc, r.n = acc, n
-			d = r.diffSlow(h, e)
-			acc, n = r.acc, r.n
-		}
-		p := ra
-		if sel != 1 {
-			p = predict(sel, ra, int(prev[x]), int(prev[x-1]))
-		}
-		ra = int(uint16(p + d))
+		d, acc, n = lutDiff(e, acc, n)
+		ra = int(uint16(ra + d))
 		cur[x] = uint16(ra)
 	}
-	r.acc, r.n = acc, n
+	return x, acc, n, pos
+}
+
+// runPredict is runLeft for predictors 2..7, which also use the row above.
+func runPredict(cur, prev []uint16, x, sel int, lut *[1 << lutBits]int32, data []byte, acc uint64, n uint, pos int) (int, uint64, uint, int) {
+	prev = prev[:len(cur)]
+	for ; x < len(cur); x++ {
+		if n < 32 {
+			// Refill 4 bytes if none is 0xFF; otherwise leave it to fill.
+			if pos+4 > len(data) {
+				break
+			}
+			w := binary.BigEndian.Uint32(data[pos:])
+			if hasFF32(w) {
+				break
+			}
+			acc |= uint64(w) << ((32 - n) & 63)
+			n += 32
+			pos += 4
+		}
+		e := lut[acc>>(64-lutBits)]
+		if e == 0 {
+			break
+		}
+		var d int
+		d, acc, n = lutDiff(e, acc, n)
+		p := predict(sel, int(cur[x-1]), int(prev[x]), int(prev[x-1]))
+		cur[x] = uint16(p + d)
+	}
+	return x, acc, n, pos
 }
 
 // row decodes one row of a scan in a multi-component frame, its components
