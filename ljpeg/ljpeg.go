@@ -5,9 +5,16 @@
 //
 // Supported: sample precision 2–16 bits, 1–4 components in one interleaved
 // scan or in several scans, predictors 1–7, point transform, restart
-// intervals, several Huffman tables. Not supported: the lossy and
-// hierarchical processes, arithmetic coding, JPEG-LS, and interleaved scans
-// of subsampled components. Each of these gets an UnsupportedError.
+// intervals (of whole rows, as libjpeg requires), several Huffman tables.
+// Not supported: the lossy and hierarchical processes, arithmetic coding,
+// JPEG-LS, and subsampled components. Each of these gets an
+// UnsupportedError; malformed data gets a FormatError.
+//
+// Like libjpeg, the decoder tolerates fill bytes, stray bytes and unknown
+// APPn/COM segments between segments, a missing EOI, and a DHT segment that
+// lists fewer values than its counts (an error only if a scan uses a code
+// without a value). It does not tolerate scan data that ends early: a
+// truncated image is an error, never zero-filled.
 //
 // Decoded samples are the raw unsigned values as coded; interpreting them
 // (sign, bits stored, rescaling) is left to the caller, e.g. a DICOM reader.
