@@ -337,18 +337,23 @@ func (s *source) voxels(h *Header) ([]float32, error) {
 	slope, inter, scaled := h.Scaling()
 	conv := converter{dt: h.Datatype, swap: h.ByteOrder == binary.BigEndian, slope: slope, inter: inter,
 		mul: scaled && slope != 1, add: scaled && inter != 0}
-	buf := make([]byte, min(chunkBytes, nvox*esize))
-	for done := 0; done < nvox; {
-		k := min(len(buf)/esize, nvox-done)
-		raw := buf[:k*esize]
-		if n, err := io.ReadFull(s.r, raw); err != nil {
-			return nil, s.readErr("voxel data", h.VoxOffset, h.dataBytes(), int64(done*esize+n), err)
-		}
+	var convErr error
+	done := 0
+	n, err := readChunks(s.r, h.dataBytes(), chunkBytes-chunkBytes%esize, func(raw []byte) error {
+		k := len(raw) / esize
 		out = slices.Grow(out, k)[:done+k]
 		if err := conv.run(out[done:], raw); err != nil {
-			return nil, headerError(s.name, "%v", err)
+			convErr = headerError(s.name, "%v", err)
+			return convErr
 		}
 		done += k
+		return nil
+	})
+	if convErr != nil {
+		return nil, convErr
+	}
+	if err != nil {
+		return nil, s.readErr("voxel data", h.VoxOffset, h.dataBytes(), n, err)
 	}
 	return out, nil
 }
