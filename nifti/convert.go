@@ -32,50 +32,66 @@ func (c *converter) run(dst []float32, raw []byte) error {
 	if c.swap {
 		swapBytes(raw, c.dt.Size())
 	}
+	raw = raw[:len(dst)*c.dt.Size()]
 	le := binary.LittleEndian
+	// Types whose every value is a float32 are converted first and scaled
+	// in a second pass (the value in float64 is the same either way), so
+	// that the common unscaled case is a plain loop.
 	switch c.dt {
 	case Uint8:
-		for i, b := range raw[:len(dst)] {
-			dst[i] = c.scale(float64(b))
+		for i, b := range raw {
+			dst[i] = float32(b)
 		}
 	case Int8:
-		for i, b := range raw[:len(dst)] {
-			dst[i] = c.scale(float64(int8(b)))
+		for i, b := range raw {
+			dst[i] = float32(int8(b))
 		}
 	case Int16:
 		for i := range dst {
-			dst[i] = c.scale(float64(int16(le.Uint16(raw[2*i:]))))
+			dst[i] = float32(int16(le.Uint16(raw[2*i:])))
 		}
 	case Uint16:
 		for i := range dst {
-			dst[i] = c.scale(float64(le.Uint16(raw[2*i:])))
+			dst[i] = float32(le.Uint16(raw[2*i:]))
 		}
+	case Float32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(le.Uint32(raw[4*i:]))
+		}
+	// Wider types are scaled in float64 before their one rounding to
+	// float32.
 	case Int32:
 		for i := range dst {
 			dst[i] = c.scale(float64(int32(le.Uint32(raw[4*i:]))))
 		}
+		return nil
 	case Uint32:
 		for i := range dst {
 			dst[i] = c.scale(float64(le.Uint32(raw[4*i:])))
 		}
+		return nil
 	case Int64:
 		for i := range dst {
 			dst[i] = c.scale(float64(int64(le.Uint64(raw[8*i:]))))
 		}
+		return nil
 	case Uint64:
 		for i := range dst {
 			dst[i] = c.scale(float64(le.Uint64(raw[8*i:])))
 		}
-	case Float32:
-		for i := range dst {
-			dst[i] = c.scale(float64(math.Float32frombits(le.Uint32(raw[4*i:]))))
-		}
+		return nil
 	case Float64:
 		for i := range dst {
 			dst[i] = c.scale(math.Float64frombits(le.Uint64(raw[8*i:])))
 		}
+		return nil
 	default:
 		return c.dt.check() // ParseHeader refuses these before data is read
+	}
+	if c.mul || c.add {
+		for i, x := range dst {
+			dst[i] = c.scale(float64(x))
+		}
 	}
 	return nil
 }

@@ -35,8 +35,12 @@ import (
 // voxel data than this allows is refused before reading it.
 const maxDeflateRatio = 1032
 
-// chunkBytes is how much raw voxel data is decoded at a time.
-const chunkBytes = 1 << 20
+// chunkBytes is how much raw voxel data is decoded at a time, and
+// bufferBytes how much of the file is read at a time.
+const (
+	chunkBytes  = 1 << 20
+	bufferBytes = 256 << 10
+)
 
 // Image is a NIfTI image of any dimensionality.
 type Image struct {
@@ -218,7 +222,7 @@ func openFile(path string) (*source, error) {
 // newSource wraps r (size bytes long, or -1 if unknown), decompressing it
 // when it starts with the gzip magic bytes.
 func newSource(name string, r io.Reader, size, trailer int64) (*source, error) {
-	br := bufio.NewReaderSize(r, chunkBytes)
+	br := bufio.NewReaderSize(r, bufferBytes)
 	s := &source{name: name, r: br, size: size, maxSize: -1, trailer: -1}
 	magic, _ := br.Peek(2)
 	if len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
