@@ -76,7 +76,10 @@ func Read(path string) (*Image, error) {
 }
 
 // Decode reads a whole .nii or .nii.gz image from r (compression is found
-// from the bytes). name is used in error messages only.
+// from the bytes). name is used in error messages only. As the length of r
+// is not known, the voxels are allocated as they arrive: a header claiming
+// more than r holds is refused when r ends, having used memory in
+// proportion to what r held.
 func Decode(name string, r io.Reader) (*Image, error) {
 	s, err := newSource(name, r, -1, -1)
 	if err != nil {

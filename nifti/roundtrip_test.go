@@ -83,6 +83,7 @@ func TestRoundTrip(t *testing.T) {
 							t.Fatal(err)
 						}
 						checkRoundTrip(t, v, got, h, dt, version)
+						checkQformOnly(t, p, v.Affine, version)
 						hh, err := ReadHeader(p)
 						if err != nil {
 							t.Fatal(err)
@@ -134,6 +135,31 @@ func checkRoundTrip(t *testing.T, v, got *volume.Volume, h *Header, dt Datatype,
 	}
 	if !q.Equal(v.Affine, tol*200) {
 		t.Errorf("qform\n%v\naffine\n%v", q, v.Affine)
+	}
+}
+
+// checkQformOnly reads the file again with its sform_code set to 0, so that
+// the qform gives the affine: for an unsheared affine it must be the same
+// to the precision of the quaternion (float32 in NIfTI-1).
+func checkQformOnly(t *testing.T, p string, a volume.Affine, version int) {
+	t.Helper()
+	b := uncompressed(t, p)
+	tol := 1e-12
+	if version == 1 {
+		put16(b, 254, 0)
+		tol = 1e-4
+	} else {
+		put32(b, 348, 0)
+	}
+	im, err := Decode(p, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Header.SformCode != 0 || im.Header.QformCode != 1 {
+		t.Fatalf("codes q %d s %d", im.Header.QformCode, im.Header.SformCode)
+	}
+	if !im.Affine.Equal(a, tol) {
+		t.Errorf("affine from the qform\n%v\nwrote\n%v", im.Affine, a)
 	}
 }
 
