@@ -40,7 +40,9 @@ type WriteOptions struct {
 // The sform holds v.Affine (rounded to float32 in NIfTI-1, the format's
 // limit; exact in NIfTI-2) and the qform its nearest rotation+zoom form,
 // both with code 1 (scanner); pixdim holds the affine's column norms and
-// the units are millimetres. The file is written under a temporary name in
+// the units are millimetres. (The qform is less precise for rotations near
+// 180°, as its quaternion's first component is not stored; readers that
+// follow nibabel and the NIfTI standard use the sform.) The file is written under a temporary name in
 // the same folder and renamed, so no partial file is left on error.
 func WriteVolume(path string, v *volume.Volume, opt WriteOptions) error {
 	dt := opt.Datatype
@@ -114,8 +116,9 @@ func newHeader(d volume.Dims, a volume.Affine, dt Datatype, version int) (*Heade
 		XYZTUnits: unitsMM,
 		Descrip:   "covseg",
 	}
+	h.HeaderBytes = size1
 	if version == 2 {
-		h.VoxOffset = minOffset2
+		h.VoxOffset, h.HeaderBytes = minOffset2, size2
 	}
 	for r := 0; r < 3; r++ {
 		h.Srow[r] = a[r]
