@@ -1,0 +1,60 @@
+package dicomseries
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// readPixels reads one slice's pixel data into dst (columns fastest, as
+// DICOM stores them) as HU. The header was checked by the header pass;
+// here the file is read whole, walked again (it may have changed) and the
+// library hands over the PixelData value undecoded.
+func readPixels(h *header, pf pixelFormat, dst []float32) error {
+	b, err := os.ReadFile(h.path)
+	if err != nil {
+		return err
+	}
+	l, err := readLayout(b, int64(len(b)), false)
+	if err != nil {
+		return err
+	}
+	if l.ts != h.ts || l.pixelAt < 0 {
+		return fmt.Errorf("file changed while the series was read")
+	}
+	ds, err := parse(l, l.pixelEnd, dicom.SkipProcessingPixelDataValue())
+	if err != nil {
+		return err
+	}
+	el := ds.Elements[len(ds.Elements)-1]
+	pd, ok := el.Value.GetValue().(dicom.PixelDataInfo)
+	if el.Tag != tag.PixelData || !ok {
+		return fmt.Errorf("malformed DICOM: pixel data not where the header pass found it")
+	}
+	compressed := h.ts == tsJPEGLossless || h.ts == tsJPEGLosslessSV1
+	switch {
+	case compressed && !pd.IsEncapsulated:
+		return fmt.Errorf("transfer syntax %s needs encapsulated pixel data, the file holds native pixel data", h.ts)
+	case !compressed && pd.IsEncapsulated:
+		return fmt.Errorf("transfer syntax %s needs native pixel data, the file holds encapsulated (compressed) pixel data", h.ts)
+	case compressed:
+		return decodeJPEG(pd, h, pf, dst)
+	}
+	raw := pd.UnprocessedValueData
+	if pf.bigEndian && pf.bitsAlloc == 8 && el.RawValueRepresentation == "OW" {
+		// 8-bit samples in an OW value: big endian swaps each byte pair.
+		raw = append([]byte(nil), raw...)
+		for i := 0; i+1 < len(raw); i += 2 {
+			raw[i], raw[i+1] = raw[i+1], raw[i]
+		}
+	}
+	return convertNative(dst, raw, pf)
+}
+
+// decodeJPEG decodes the single frame of encapsulated JPEG Lossless pixel
+// data: the fragments after the basic offset table, concatenated.
+func decodeJPEG(pd dicom.PixelDataInfo, h *header, pf pixelFormat, dst []float32) error {
+	return fmt.Errorf("JPEG Lossless decoding is not wired in yet")
+}
