@@ -161,11 +161,20 @@ func checkSpacing(g []sliceGeom, order []int, pos []float64) (float64, error) {
 	if step > maxSpacing {
 		return 0, fmt.Errorf("slices are %.1f mm apart on average, more than %d mm", step, maxSpacing)
 	}
-	tol := gapRelTol*step + gapAbsTol
-	for k := 0; k < last; k++ {
-		a, b := order[k], order[k+1]
-		if gap := pos[b] - pos[a]; math.Abs(gap-step) > tol {
-			return 0, fmt.Errorf("uneven slice spacing: gap of %.4f mm between slice %d (%s) and slice %d (%s), while the series steps %.4f mm on average (tolerance %.4f mm; a missing or extra slice?)", gap, k, g[a].name, k+1, g[b].name, step, tol)
+	// Compare each gap with the median gap, so that the gap reported is the
+	// one that breaks the pattern (a missing slice shifts the mean).
+	gaps := make([]float64, last)
+	for k := range gaps {
+		gaps[k] = pos[order[k+1]] - pos[order[k]]
+	}
+	sorted := append([]float64(nil), gaps...)
+	sort.Float64s(sorted)
+	med := sorted[last/2]
+	tol := gapRelTol*med + gapAbsTol
+	for k, gap := range gaps {
+		if math.Abs(gap-med) > tol {
+			a, b := order[k], order[k+1]
+			return 0, fmt.Errorf("uneven slice spacing: gap of %.4f mm between slice %d (%s) and slice %d (%s), while the series mostly steps %.4f mm (tolerance %.4f mm; a missing or extra slice?)", gap, k, g[a].name, k+1, g[b].name, med, tol)
 		}
 	}
 	// Gaps each within tolerance can still drift; bound the positions too.

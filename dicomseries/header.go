@@ -63,13 +63,24 @@ func readHeader(path string) (*header, error) {
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, fmt.Errorf("reading: %w", err)
 	}
-	l, err := readLayout(b, size, true)
+	h, err := headerOf(b, size)
 	if errors.Is(err, errNeedMore) {
 		if b, err = readAll(f, size); err != nil {
 			return nil, err
 		}
-		l, err = readLayout(b, size, true)
+		h, err = headerOf(b, size)
 	}
+	if err != nil {
+		return nil, err
+	}
+	h.path = path
+	return h, nil
+}
+
+// headerOf parses the header in b, the first bytes of a file of the given
+// size (errNeedMore: the header goes on past b).
+func headerOf(b []byte, size int64) (*header, error) {
+	l, err := readLayout(b, size, true)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +93,7 @@ func readHeader(path string) (*header, error) {
 		return nil, err
 	}
 	h := headerFrom(ds)
-	h.path, h.ts, h.hasPixels, h.broken = path, l.ts, l.pixelAt >= 0, l.pixelErr
+	h.ts, h.hasPixels, h.broken = l.ts, l.pixelAt >= 0, l.pixelErr
 	return h, nil
 }
 

@@ -152,7 +152,7 @@ func (l *layout) readMeta(b []byte, prefix bool) (int, error) {
 				if prefix {
 					return 0, errNeedMore
 				}
-				return 0, fmt.Errorf("file meta element (0002,%04x) at byte %d claims %d bytes, more than the file holds", elem, off, vl)
+				return 0, fmt.Errorf("file meta information is truncated: element (0002,%04x) at byte %d claims %d bytes, more than the file holds", elem, off, vl)
 			}
 			if elem == 0x0010 {
 				l.ts = strings.TrimRight(string(b[off+hdr:off+hdr+vl]), " \x00")

@@ -10,13 +10,19 @@ import (
 
 // readPixels reads one slice's pixel data into dst (columns fastest, as
 // DICOM stores them) as HU. The header was checked by the header pass;
-// here the file is read whole, walked again (it may have changed) and the
-// library hands over the PixelData value undecoded.
+// here the file is read whole, walked again (it may have changed since) and
+// the library hands over the PixelData value undecoded, which is converted
+// here: pixels are decoded once.
 func readPixels(h *header, pf pixelFormat, dst []float32) error {
 	b, err := os.ReadFile(h.path)
 	if err != nil {
 		return err
 	}
+	return decodePixels(b, h, pf, dst)
+}
+
+// decodePixels decodes the pixel data of the file held in b.
+func decodePixels(b []byte, h *header, pf pixelFormat, dst []float32) error {
 	l, err := readLayout(b, int64(len(b)), false)
 	if err != nil {
 		return err
