@@ -278,6 +278,9 @@ func check(h *header) (sliceGeom, pixelFormat, error) {
 	if len(h.missing) > 0 {
 		return g, pixelFormat{}, fmt.Errorf("missing or unreadable %s", strings.Join(h.missing, ", "))
 	}
+	if h.rows < 1 || h.cols < 1 || h.rows > 0xFFFF || h.cols > 0xFFFF {
+		return g, pixelFormat{}, fmt.Errorf("Rows %d / Columns %d out of range", h.rows, h.cols)
+	}
 	if err := checkSyntax(h.ts); err != nil {
 		return g, pixelFormat{}, err
 	}
