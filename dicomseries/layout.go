@@ -24,9 +24,10 @@ const (
 
 const (
 	undefinedLength = 0xFFFFFFFF
-	// maxDepth bounds the nesting of sequences; real files nest a handful
-	// of levels, hostile ones could nest until the stack runs out.
-	maxDepth = 32
+	// maxDepth bounds the nesting of sequences and items (two levels per
+	// nested sequence); real files nest a handful of sequences, hostile ones
+	// could nest until the stack runs out.
+	maxDepth = 64
 	// maxInflated bounds a deflated dataset once inflated (a decompression
 	// bomb is refused instead of filling memory). One CT slice is ~0.5 MiB.
 	maxInflated = 1 << 30
@@ -159,8 +160,10 @@ func (l *layout) readMeta(b []byte, prefix bool) (int, error) {
 			}
 			off += hdr + vl
 		}
-		if len(b)-off < 8 && prefix {
+		if left := len(b) - off; left < 8 && prefix {
 			return 0, errNeedMore
+		} else if left > 0 && left < 8 {
+			return 0, fmt.Errorf("file meta information is truncated at byte %d", off)
 		}
 	}
 	if l.ts != "" {
@@ -309,7 +312,7 @@ func dictVR(t tag.Tag) string {
 // delimiter instead.
 func (w *walker) elements(off, end, depth int, untilDelim bool) (int, error) {
 	if depth > maxDepth {
-		return 0, fmt.Errorf("sequences nested deeper than %d levels at dataset byte %d", maxDepth, off)
+		return 0, fmt.Errorf("sequences nested deeper than %d levels at dataset byte %d", maxDepth/2, off)
 	}
 	for off < end {
 		start := off
@@ -383,7 +386,7 @@ func (w *walker) value(t tag.Tag, vr string, vl uint32, off, end, depth int) (in
 // including its delimiter.
 func (w *walker) sequence(off, end, depth int) (int, error) {
 	if depth > maxDepth {
-		return 0, fmt.Errorf("sequences nested deeper than %d levels at dataset byte %d", maxDepth, off)
+		return 0, fmt.Errorf("sequences nested deeper than %d levels at dataset byte %d", maxDepth/2, off)
 	}
 	for {
 		t, _, vl, next, err := w.header(off, end)

@@ -54,6 +54,8 @@ type sliceSpec struct {
 	// fragments > 1 splits the stream into that many items.
 	jpeg      bool
 	fragments int
+	jpegW     int // the JPEG stream's width when not cols (then height: len(stored)/jpegW)
+	extra     []rawElem // further elements (encoded as given)
 }
 
 // axialSpec returns a 16-bit signed axial slice with LPS origin ipp.
@@ -157,6 +159,7 @@ func (s *sliceSpec) encode() []byte {
 		}
 		add(tag.PixelData, vr, px)
 	}
+	els = append(els, s.extra...)
 	sort.SliceStable(els, func(a, b int) bool { return els[a].t.Uint32() < els[b].t.Uint32() })
 	var body bytes.Buffer
 	for _, e := range els {
@@ -183,7 +186,11 @@ func (s *sliceSpec) encapsulated(bo order) []byte {
 	for i, w := range s.stored {
 		pix[i] = uint16(w)
 	}
-	stream := encodeLosslessJPEG(pix, s.cols, s.rows, s.bitsStored)
+	w, h := s.cols, s.rows
+	if s.jpegW > 0 {
+		w, h = s.jpegW, len(pix)/s.jpegW
+	}
+	stream := encodeLosslessJPEG(pix, w, h, s.bitsStored)
 	if len(stream)%2 == 1 {
 		stream = append(stream, 0)
 	}
