@@ -28,7 +28,9 @@ func BenchmarkReadSeries255(b *testing.B) {
 	for i := range noise {
 		noise[i] = int16(rng.NormFloat64() * 20)
 	}
-	st.value = func(i, j, k int) uint32 { return uint32(uint16(phantom(i, j, k, cols) + 1024 + int(noise[(i*7919+j*104729+k*15485863)&0xFFFF]))) }
+	st.value = func(i, j, k int) uint32 {
+		return uint32(uint16(phantom(i, j, k, cols) + 1024 + int(noise[(i*7919+j*104729+k*15485863)&0xFFFF])))
+	}
 	specs := st.specs()
 	paths := writeFiles(b, raw, specs, 1)
 	bytes := int64(rows * cols * n * 2)

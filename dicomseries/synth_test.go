@@ -54,7 +54,7 @@ type sliceSpec struct {
 	// fragments > 1 splits the stream into that many items.
 	jpeg      bool
 	fragments int
-	jpegW     int // the JPEG stream's width when not cols (then height: len(stored)/jpegW)
+	jpegW     int       // the JPEG stream's width when not cols (then height: len(stored)/jpegW)
 	extra     []rawElem // further elements (encoded as given)
 }
 
