@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -88,6 +89,12 @@ func ScanFolder(dir string, workers int) (*Folder, error) {
 		}
 		if d.Type().IsRegular() {
 			paths = append(paths, p)
+		} else if d.Type()&fs.ModeSymlink != 0 {
+			// Links to files count (archives often link slices); links to
+			// folders are not followed, which also rules out cycles.
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				paths = append(paths, p)
+			}
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package dicomseries
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -369,9 +370,20 @@ func TestNonDICOMBesideSeries(t *testing.T) {
 	dir := t.TempDir()
 	st := stack{base: axialSpec("1.2.826.0.1.9", 2, 3), n: 3, step: 2, value: gradient}
 	specs := st.specs()
-	writeFiles(t, dir, specs, 3)
+	paths := writeFiles(t, dir, specs, 3)
 	os.WriteFile(filepath.Join(dir, "README"), []byte("hello"), 0o644)
 	checkStack(t, dir, st, specs)
+	// Slices reached through links to files count; links to folders are
+	// not followed (a link to the folder itself would loop).
+	linked := t.TempDir()
+	for k, p := range paths {
+		abs, _ := filepath.Abs(p)
+		if err := os.Symlink(abs, filepath.Join(linked, fmt.Sprintf("s%d", k))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink(linked, filepath.Join(linked, "loop"))
+	checkStack(t, linked, st, specs)
 }
 
 func TestTruncatedFiles(t *testing.T) {
