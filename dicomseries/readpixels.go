@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/covseg/covseg/ljpeg"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -60,7 +61,36 @@ func decodePixels(b []byte, h *header, pf pixelFormat, dst []float32) error {
 }
 
 // decodeJPEG decodes the single frame of encapsulated JPEG Lossless pixel
-// data: the fragments after the basic offset table, concatenated.
+// data: the fragments after the basic offset table (which the library
+// skips), concatenated.
 func decodeJPEG(pd dicom.PixelDataInfo, h *header, pf pixelFormat, dst []float32) error {
-	return fmt.Errorf("JPEG Lossless decoding is not wired in yet")
+	n := 0
+	for _, f := range pd.Frames {
+		n += len(f.EncapsulatedData.Data)
+	}
+	if n == 0 {
+		return fmt.Errorf("encapsulated pixel data holds no fragments")
+	}
+	data := make([]byte, 0, n)
+	for _, f := range pd.Frames {
+		data = append(data, f.EncapsulatedData.Data...)
+	}
+	// The frame header is checked against the DICOM header before the
+	// decoder allocates what it claims.
+	cfg, err := ljpeg.DecodeConfig(data)
+	if err != nil {
+		return fmt.Errorf("JPEG Lossless pixel data: %w", err)
+	}
+	if cfg.Width != h.cols || cfg.Height != h.rows || cfg.Components != 1 {
+		return fmt.Errorf("JPEG Lossless stream is %dx%d with %d component(s), the header says %dx%d (columns x rows) greyscale", cfg.Width, cfg.Height, cfg.Components, h.cols, h.rows)
+	}
+	img, err := ljpeg.Decode(data)
+	if err != nil {
+		return fmt.Errorf("JPEG Lossless pixel data: %w", err)
+	}
+	if len(img.Pix) != len(dst) {
+		return fmt.Errorf("JPEG Lossless stream decoded to %d samples, want %d", len(img.Pix), len(dst))
+	}
+	convertSamples(dst, img.Pix, pf)
+	return nil
 }
