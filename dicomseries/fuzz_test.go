@@ -50,7 +50,10 @@ func geomFrom(data []byte) []sliceGeom {
 		}
 	}
 	step := signed(2) / 8
-	spacing := [2]float64{signed(3) / 8, signed(4) / 8}
+	spacing := [2]float64{float64(1+at(3)%64) / 16, float64(1+at(4)%64) / 16}
+	if at(1)&0x40 != 0 { // raw spacing: zero and negative too
+		spacing = [2]float64{signed(3) / 8, signed(4) / 8}
+	}
 	r := [3]float64{iop[0], iop[1], iop[2]}
 	c := [3]float64{iop[3], iop[4], iop[5]}
 	nrm := cross(r, c)
@@ -129,6 +132,10 @@ func FuzzFile(f *testing.F) {
 		s.noMeta = true
 		f.Add(s.encode())
 	}
+	j := axialSpec("1.2.3", 4, 3)
+	j.ts, j.jpeg, j.fragments = tsJPEGLosslessSV1, true, 2
+	j.stored = []uint32{0, 1, 0x8000, 0x7FFF, 5, 6, 7, 8, 9, 10, 11, 0xFFFF}
+	f.Add(j.encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := headerOf(b, int64(len(b)))
 		if err != nil {
