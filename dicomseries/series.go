@@ -68,7 +68,8 @@ type Folder struct {
 	orphans []error              // broken files of unknown series
 }
 
-// Scan lists the image series in dir and its subfolders (headers only).
+// Scan lists the image series in dir and its subfolders (headers only;
+// dir may also be a single file).
 // Use ScanFolder to also see what was skipped.
 func Scan(dir string) ([]SeriesInfo, error) {
 	f, err := ScanFolder(dir, 0)
@@ -182,6 +183,7 @@ type MultipleSeriesError struct {
 	Series []SeriesInfo
 }
 
+// Error lists every series with its UID, modality, description and size.
 func (e *MultipleSeriesError) Error() string {
 	var b strings.Builder
 	if e.Wanted != "" {
