@@ -20,14 +20,11 @@ const (
 // elementGrain is the number of voxels that make a parallel chunk worth it.
 const elementGrain = 1 << 15
 
-// apply runs f over v.Data in parallel, in place.
-func (v *Volume) apply(f func(x float32) float32) {
-	parallelFor(len(v.Data), elementGrain, simple(func(lo, hi int) {
-		d := v.Data[lo:hi]
-		for i, x := range d {
-			d[i] = f(x)
-		}
-	}))
+// each runs f over chunks of v.Data in parallel; f changes its chunk in
+// place. The loops live in f, not in a per-voxel callback, so they compile
+// to tight code.
+func (v *Volume) each(f func(d []float32)) {
+	parallelFor(len(v.Data), elementGrain, simple(func(lo, hi int) { f(v.Data[lo:hi]) }))
 }
 
 // Clip limits every voxel to [lo, hi] in place.
@@ -35,14 +32,14 @@ func (v *Volume) Clip(lo, hi float32) error {
 	if !(lo <= hi) {
 		return fmt.Errorf("clip [%g, %g]: lo must not exceed hi", lo, hi)
 	}
-	v.apply(func(x float32) float32 {
-		switch {
-		case x < lo:
-			return lo
-		case x > hi:
-			return hi
+	v.each(func(d []float32) {
+		for i, x := range d {
+			if x < lo {
+				d[i] = lo
+			} else if x > hi {
+				d[i] = hi
+			}
 		}
-		return x
 	})
 	return nil
 }
@@ -55,15 +52,19 @@ func (v *Volume) Window(lo, hi float32) error {
 	if !(lo < hi) || math.IsInf(float64(lo), 0) || math.IsInf(float64(hi), 0) {
 		return fmt.Errorf("window [%g, %g]: want finite lo < hi", lo, hi)
 	}
-	l, w := float64(lo), float64(hi)-float64(lo)
-	v.apply(func(x float32) float32 {
-		switch {
-		case x <= lo:
-			return 0
-		case x >= hi:
-			return 1
+	// float64 keeps the product correctly rounded once cast to float32.
+	l, inv := float64(lo), 1/(float64(hi)-float64(lo))
+	v.each(func(d []float32) {
+		for i, x := range d {
+			switch {
+			case x <= lo:
+				d[i] = 0
+			case x >= hi:
+				d[i] = 1
+			default:
+				d[i] = float32((float64(x) - l) * inv) // NaN stays NaN
+			}
 		}
-		return float32((float64(x) - l) / w) // NaN stays NaN
 	})
 	return nil
 }
@@ -106,15 +107,21 @@ func (v *Volume) ScaleMinMax() (lo, hi float32) {
 	}
 	l, w := float64(lo), float64(hi)-float64(lo)
 	if w == 0 {
-		v.apply(func(x float32) float32 {
-			if x == lo {
-				return 0
+		v.each(func(d []float32) {
+			for i, x := range d {
+				if x == lo {
+					d[i] = 0
+				}
 			}
-			return x
 		})
 		return lo, hi
 	}
-	v.apply(func(x float32) float32 { return float32((float64(x) - l) / w) })
+	inv := 1 / w
+	v.each(func(d []float32) {
+		for i, x := range d {
+			d[i] = float32((float64(x) - l) * inv)
+		}
+	})
 	return lo, hi
 }
 
@@ -124,45 +131,55 @@ func (v *Volume) ScaleMinMax() (lo, hi float32) {
 // no finite voxel it changes nothing and returns (0, 0). Sums are float64
 // over fixed chunks, so the result does not depend on the number of threads.
 func (v *Volume) ZScore() (mean, std float64) {
-	sum, n := v.chunkSum(func(x float64) float64 { return x })
+	sum, n := v.chunkSum(0, false)
 	if n == 0 {
 		return 0, 0
 	}
 	mean = sum / float64(n)
-	ss, _ := v.chunkSum(func(x float64) float64 { return (x - mean) * (x - mean) })
+	ss, _ := v.chunkSum(mean, true)
 	std = math.Sqrt(ss / float64(n))
 	div := std
 	if div == 0 {
 		div = 1
 	}
-	v.apply(func(x float32) float32 { return float32((float64(x) - mean) / div) })
+	inv := 1 / div
+	v.each(func(d []float32) {
+		for i, x := range d {
+			d[i] = float32((float64(x) - mean) * inv)
+		}
+	})
 	return mean, std
 }
 
-// chunkSum returns the sum of f over the finite voxels and their count, in
-// a fixed chunk order.
-func (v *Volume) chunkSum(f func(float64) float64) (float64, int) {
+// chunkSum returns the sum over the finite voxels of x − c, or of (x − c)²
+// when squares is set, and their count, adding in a fixed chunk order.
+func (v *Volume) chunkSum(c float64, squares bool) (float64, int) {
 	const chunk = 1 << 16
 	nc := (len(v.Data) + chunk - 1) / chunk
 	sums, counts := make([]float64, nc), make([]int, nc)
 	parallelFor(nc, 1, simple(func(a, b int) {
-		for c := a; c < b; c++ {
+		for ch := a; ch < b; ch++ {
 			var s float64
 			var k int
-			for _, x := range v.Data[c*chunk : min((c+1)*chunk, len(v.Data))] {
-				if xf := float64(x); !math.IsNaN(xf) && !math.IsInf(xf, 0) {
-					s += f(xf)
-					k++
+			for _, x := range v.Data[ch*chunk : min((ch+1)*chunk, len(v.Data))] {
+				xf := float64(x)
+				if math.IsNaN(xf) || math.IsInf(xf, 0) {
+					continue
 				}
+				if xf -= c; squares {
+					xf *= xf
+				}
+				s += xf
+				k++
 			}
-			sums[c], counts[c] = s, k
+			sums[ch], counts[ch] = s, k
 		}
 	}))
 	var s float64
 	var k int
-	for c := range sums {
-		s += sums[c]
-		k += counts[c]
+	for i := range sums {
+		s += sums[i]
+		k += counts[i]
 	}
 	return s, k
 }

@@ -43,39 +43,59 @@ type tap struct {
 	in     bool
 }
 
-// linearTap places continuous source coordinate c on an axis of n voxels.
-// Inside the field of view [−0.5, n−0.5] the coordinate is clamped to
-// [0, n−1] (the border voxel's value extends to the edge, as PyTorch's
-// align_corners=False does); outside, in is false.
-func linearTap(c float64, n int) tap {
-	if !(c >= -0.5-snapTol && c <= float64(n)-0.5+snapTol) { // also NaN
-		return tap{}
-	}
-	c = math.Min(math.Max(c, 0), float64(n-1))
-	i0 := int(c)
-	if i0 >= n-1 {
-		return tap{i0: int32(n - 1), i1: int32(n - 1), in: true}
-	}
-	return tap{i0: int32(i0), i1: int32(i0 + 1), w: float32(c - float64(i0)), in: true}
-}
-
-// nearestTap is linearTap for nearest-neighbour sampling: the voxel whose
-// centre is nearest, ties going up (floor(c + 0.5)).
-func nearestTap(c float64, n int) tap {
+// axisLinear places continuous source coordinate c on an axis of n voxels
+// for linear sampling: value = s[i0] + w·(s[i0+1] − s[i0]), just s[i0] when
+// w is 0. Inside the field of view [−0.5, n−0.5] the coordinate is clamped
+// to [0, n−1] (the border voxel's value extends to the edge, as PyTorch's
+// align_corners=False does) and snapped to a whole voxel within snapTol;
+// outside (or NaN), ok is false.
+func axisLinear(c float64, n int) (i0 int, w float32, ok bool) {
 	if !(c >= -0.5-snapTol && c <= float64(n)-0.5+snapTol) {
-		return tap{}
+		return 0, 0, false
 	}
-	i := int(math.Floor(c + 0.5))
-	i = min(max(i, 0), n-1)
-	return tap{i0: int32(i), i1: int32(i), in: true}
+	if c <= 0 {
+		return 0, 0, true
+	}
+	if c >= float64(n-1) {
+		return n - 1, 0, true
+	}
+	i0 = int(c) // c > 0: truncation is floor
+	f := c - float64(i0)
+	switch {
+	case f <= snapTol:
+		return i0, 0, true
+	case f >= 1-snapTol:
+		return i0 + 1, 0, true
+	}
+	return i0, float32(f), true
 }
 
-// snap rounds a coordinate within snapTol of a whole voxel onto it.
-func snap(c float64) float64 {
-	if r := math.Round(c); math.Abs(c-r) <= snapTol {
-		return r
+// axisNearest places c for nearest sampling: the voxel whose centre is
+// nearest, ties going up (floor(c + 0.5)), clamped to [0, n−1] inside the
+// field of view; outside (or NaN), ok is false.
+func axisNearest(c float64, n int) (i int, ok bool) {
+	if !(c >= -0.5-snapTol && c <= float64(n)-0.5+snapTol) {
+		return 0, false
 	}
-	return c
+	// c + 0.5 ≥ −snapTol here, where truncation and floor agree after the
+	// clamp to 0.
+	return min(max(int(c+0.5), 0), n-1), true
+}
+
+// linearTap is axisLinear as a tap.
+func linearTap(c float64, n int) tap {
+	i0, w, ok := axisLinear(c, n)
+	i1 := i0
+	if w != 0 {
+		i1++
+	}
+	return tap{i0: int32(i0), i1: int32(i1), w: w, in: ok}
+}
+
+// nearestTap is axisNearest as a tap.
+func nearestTap(c float64, n int) tap {
+	i, ok := axisNearest(c, n)
+	return tap{i0: int32(i), i1: int32(i), in: ok}
 }
 
 // resizeTaps returns the taps of a resize from in to out voxels with the
@@ -314,7 +334,7 @@ func axisTaps(m Affine, sd, d Dims, interp Interp) (tx, ty, tz []tap, ok bool) {
 	for ax := 0; ax < 3; ax++ {
 		t[ax] = make([]tap, d[ax])
 		for x := range t[ax] {
-			c := snap(m[ax][ax]*float64(x) + m[ax][3])
+			c := m[ax][ax]*float64(x) + m[ax][3]
 			if interp == Nearest {
 				t[ax][x] = nearestTap(c, sd[ax])
 			} else {
@@ -489,26 +509,39 @@ func generalLinear(dst, src [][]float32, sd, dd Dims, m Affine, fill float32) {
 	parallelFor(dd[1]*dd[2], rowGrain(dd[0]), simple(func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			j, k := float64(row%dd[1]), float64(row/dd[1])
-			for i := 0; i < dd[0]; i++ {
+			bx := m[0][1]*j + m[0][2]*k + m[0][3]
+			by := m[1][1]*j + m[1][2]*k + m[1][3]
+			bz := m[2][1]*j + m[2][2]*k + m[2][3]
+			o := row * dd[0]
+			for i := 0; i < dd[0]; i, o = i+1, o+1 {
 				fi := float64(i)
-				tx := linearTap(snap(m[0][0]*fi+m[0][1]*j+m[0][2]*k+m[0][3]), sd[0])
-				ty := linearTap(snap(m[1][0]*fi+m[1][1]*j+m[1][2]*k+m[1][3]), sd[1])
-				tz := linearTap(snap(m[2][0]*fi+m[2][1]*j+m[2][2]*k+m[2][3]), sd[2])
-				o := row*dd[0] + i
-				if !tx.in || !ty.in || !tz.in {
+				x0, wx, okx := axisLinear(m[0][0]*fi+bx, sd[0])
+				y0, wy, oky := axisLinear(m[1][0]*fi+by, sd[1])
+				z0, wz, okz := axisLinear(m[2][0]*fi+bz, sd[2])
+				if !okx || !oky || !okz {
 					for c := range dst {
 						dst[c][o] = fill
 					}
 					continue
 				}
-				x0, x1 := int(tx.i0), int(tx.i1)
-				y0, y1 := int(ty.i0)*sx, int(ty.i1)*sx
-				z0, z1 := int(tz.i0)*sxy, int(tz.i1)*sxy
+				// Offsets of the upper neighbours: 0 where the weight is 0,
+				// so the border voxel never reads past the edge.
+				dx, dy, dz := 0, 0, 0
+				if wx != 0 {
+					dx = 1
+				}
+				if wy != 0 {
+					dy = sx
+				}
+				if wz != 0 {
+					dz = sxy
+				}
+				p := x0 + y0*sx + z0*sxy
 				for c := range dst {
 					s := src[c]
-					a := lerp(lerp(s[x0+y0+z0], s[x1+y0+z0], tx.w), lerp(s[x0+y1+z0], s[x1+y1+z0], tx.w), ty.w)
-					b := lerp(lerp(s[x0+y0+z1], s[x1+y0+z1], tx.w), lerp(s[x0+y1+z1], s[x1+y1+z1], tx.w), ty.w)
-					dst[c][o] = lerp(a, b, tz.w)
+					a := lerp(lerp(s[p], s[p+dx], wx), lerp(s[p+dy], s[p+dy+dx], wx), wy)
+					b := lerp(lerp(s[p+dz], s[p+dz+dx], wx), lerp(s[p+dz+dy], s[p+dz+dy+dx], wx), wy)
+					dst[c][o] = lerp(a, b, wz)
 				}
 			}
 		}
@@ -530,19 +563,22 @@ func generalNearest[T any](dst, src [][]T, sd, dd Dims, m Affine, fill T) {
 	parallelFor(dd[1]*dd[2], rowGrain(dd[0]), simple(func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			j, k := float64(row%dd[1]), float64(row/dd[1])
-			for i := 0; i < dd[0]; i++ {
+			bx := m[0][1]*j + m[0][2]*k + m[0][3]
+			by := m[1][1]*j + m[1][2]*k + m[1][3]
+			bz := m[2][1]*j + m[2][2]*k + m[2][3]
+			o := row * dd[0]
+			for i := 0; i < dd[0]; i, o = i+1, o+1 {
 				fi := float64(i)
-				tx := nearestTap(snap(m[0][0]*fi+m[0][1]*j+m[0][2]*k+m[0][3]), sd[0])
-				ty := nearestTap(snap(m[1][0]*fi+m[1][1]*j+m[1][2]*k+m[1][3]), sd[1])
-				tz := nearestTap(snap(m[2][0]*fi+m[2][1]*j+m[2][2]*k+m[2][3]), sd[2])
-				o := row*dd[0] + i
-				if !tx.in || !ty.in || !tz.in {
+				x, okx := axisNearest(m[0][0]*fi+bx, sd[0])
+				y, oky := axisNearest(m[1][0]*fi+by, sd[1])
+				z, okz := axisNearest(m[2][0]*fi+bz, sd[2])
+				if !okx || !oky || !okz {
 					for c := range dst {
 						dst[c][o] = fill
 					}
 					continue
 				}
-				p := int(tx.i0) + int(ty.i0)*sx + int(tz.i0)*sxy
+				p := x + y*sx + z*sxy
 				for c := range dst {
 					dst[c][o] = src[c][p]
 				}
