@@ -93,11 +93,12 @@ func (a Affine) Spacing() [3]float64 {
 	return s
 }
 
-// Equal reports whether every entry differs by at most tol.
+// Equal reports whether every entry differs by at most tol. An entry that
+// is NaN, or infinite in both, never counts as equal.
 func (a Affine) Equal(b Affine, tol float64) bool {
 	for r := 0; r < 4; r++ {
 		for c := 0; c < 4; c++ {
-			if math.Abs(a[r][c]-b[r][c]) > tol {
+			if !(math.Abs(a[r][c]-b[r][c]) <= tol) {
 				return false
 			}
 		}
@@ -115,9 +116,10 @@ func LPSToRAS(a Affine) Affine {
 }
 
 // AxCodes returns, for each voxel axis, the world direction it points to most
-// ("R"/"L", "A"/"P", "S"/"I"), as nibabel's aff2axcodes does. An axis whose
-// dominant direction is shared with an earlier axis still gets the best free
-// one, so the result is always a permutation.
+// ("R"/"L", "A"/"P", "S"/"I"), as nibabel's aff2axcodes does (see Ornt). An
+// axis whose dominant direction is shared with an earlier axis gets the best
+// free one, so the result is always a permutation; for a singular affine,
+// where nibabel gives None, see Ornt.
 func (a Affine) AxCodes() string {
 	pos := [3]byte{'R', 'A', 'S'}
 	neg := [3]byte{'L', 'P', 'I'}

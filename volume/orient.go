@@ -139,7 +139,13 @@ func (r Reorientation) Apply(v *Volume) (*Volume, error) {
 	if err := onGrid(v.Dims, v.Affine, len(v.Data), r.SrcDims, r.SrcAffine); err != nil {
 		return nil, fmt.Errorf("reorient: %w", err)
 	}
-	return &Volume{Dims: r.DstDims, Affine: r.DstAffine, Data: permute(v.Data, r)}, nil
+	return r.apply(v), nil
+}
+
+// apply is Apply without the grid check, for volumes whose own grid
+// planned r (whatever their affine holds, NaN included).
+func (r Reorientation) apply(v *Volume) *Volume {
+	return &Volume{Dims: r.DstDims, Affine: r.DstAffine, Data: permute(v.Data, r)}
 }
 
 // Undo puts a volume lying on the destination grid back onto the source grid:
@@ -154,7 +160,12 @@ func (r Reorientation) ApplyLabel(l *Label) (*Label, error) {
 	if err := onGrid(l.Dims, l.Affine, len(l.Data), r.SrcDims, r.SrcAffine); err != nil {
 		return nil, fmt.Errorf("reorient: %w", err)
 	}
-	return &Label{Dims: r.DstDims, Affine: r.DstAffine, Data: permute(l.Data, r)}, nil
+	return r.applyLabel(l), nil
+}
+
+// applyLabel is ApplyLabel without the grid check.
+func (r Reorientation) applyLabel(l *Label) *Label {
+	return &Label{Dims: r.DstDims, Affine: r.DstAffine, Data: permute(l.Data, r)}
 }
 
 // UndoLabel is Undo for a label map.
@@ -220,20 +231,18 @@ func permute[T any](src []T, r Reorientation) []T {
 // well formed (len(Data) == Dims.Len(), as every constructor and reader
 // makes it); Canonical panics otherwise.
 func (v *Volume) Canonical() *Volume {
-	out, err := PlanCanonical(v.Dims, v.Affine).Apply(v)
-	if err != nil {
-		panic("volume: Canonical of a malformed volume: " + err.Error())
+	if len(v.Data) != v.Dims.Len() {
+		panic(fmt.Sprintf("volume: Canonical of a malformed volume: %d voxels for dims %v", len(v.Data), v.Dims))
 	}
-	return out
+	return PlanCanonical(v.Dims, v.Affine).apply(v)
 }
 
 // Canonical is Volume.Canonical for a label map.
 func (l *Label) Canonical() *Label {
-	out, err := PlanCanonical(l.Dims, l.Affine).ApplyLabel(l)
-	if err != nil {
-		panic("volume: Canonical of a malformed label map: " + err.Error())
+	if len(l.Data) != l.Dims.Len() {
+		panic(fmt.Sprintf("volume: Canonical of a malformed label map: %d voxels for dims %v", len(l.Data), l.Dims))
 	}
-	return out
+	return PlanCanonical(l.Dims, l.Affine).applyLabel(l)
 }
 
 // Reorient returns a copy of v whose axes point as the axis codes say (see
@@ -244,7 +253,10 @@ func (v *Volume) Reorient(codes string) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.Apply(v)
+	if err := checkVolume(v); err != nil {
+		return nil, fmt.Errorf("reorient: %w", err)
+	}
+	return r.apply(v), nil
 }
 
 // Reorient is Volume.Reorient for a label map.
@@ -253,7 +265,10 @@ func (l *Label) Reorient(codes string) (*Label, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.ApplyLabel(l)
+	if err := checkLabel(l); err != nil {
+		return nil, fmt.Errorf("reorient: %w", err)
+	}
+	return r.applyLabel(l), nil
 }
 
 // PlanFlip plans the reversal of voxel axis ax (0, 1 or 2): index x becomes
@@ -274,7 +289,10 @@ func (v *Volume) Flip(ax int) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.Apply(v)
+	if err := checkVolume(v); err != nil {
+		return nil, fmt.Errorf("flip: %w", err)
+	}
+	return r.apply(v), nil
 }
 
 // Flip is Volume.Flip for a label map.
@@ -283,5 +301,8 @@ func (l *Label) Flip(ax int) (*Label, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.ApplyLabel(l)
+	if err := checkLabel(l); err != nil {
+		return nil, fmt.Errorf("flip: %w", err)
+	}
+	return r.applyLabel(l), nil
 }
