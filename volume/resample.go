@@ -106,11 +106,13 @@ func resizeTaps(in, out int, interp Interp) []tap {
 	t := make([]tap, out)
 	for d := range t {
 		if interp == Nearest {
-			i := min((2*d+1)*in/(2*out), in-1)
+			// floor((d + 0.5)·in/out) in integers; uint64 holds the product
+			// for any axis a valid Dims allows (< 2^32 · 2^31).
+			i := min(int(uint64(2*d+1)*uint64(in)/uint64(2*out)), in-1)
 			t[d] = tap{i0: int32(i), i1: int32(i), in: true}
 			continue
 		}
-		t[d] = linearTap(float64((2*d+1)*in-out)/float64(2*out), in)
+		t[d] = linearTap((float64(2*d+1)*float64(in)-float64(out))/float64(2*out), in)
 	}
 	return t
 }
