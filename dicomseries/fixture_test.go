@@ -131,4 +131,3 @@ func sameCorners(a, b [][3]float64, tol float64) bool {
 	}
 	return true
 }
-

@@ -55,7 +55,6 @@ func affineFrom(t testing.TB, m [][]float64) volume.Affine {
 	return a
 }
 
-
 // stats are min, max, mean and sum of the finite values, and how many are not.
 type stats struct {
 	min, max, mean, sum float64
