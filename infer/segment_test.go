@@ -92,7 +92,7 @@ func TestMaskOnAnatomy(t *testing.T) {
 	orig := read(t, infertest.Fixture(t, "ibsi_chest_ct/image.nii.gz"))
 	cfg := model.DefaultConfig()
 	cfg.Preprocess.Grid = [3]int{32, 160, 160} // 3x2x2 overlapping patches
-	sp := orig.Spacing()                         // LPS, the model's orientation: D = k
+	sp := orig.Spacing()                       // LPS, the model's orientation: D = k
 	cfg.Preprocess.Mode, cfg.Preprocess.Spacing = model.ModeSpacing, [3]float64{sp[2], sp[1], sp[0]}
 	e := openORT(t, infertest.ThresholdONNX(t, t.TempDir(), "thr.onnx", cfg, thresholdHU))
 	s := segmenter(t, e, infer.DefaultOptions())

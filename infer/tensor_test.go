@@ -89,7 +89,7 @@ func TestPatchStarts(t *testing.T) {
 		overlap  float64
 		want     []int
 	}{
-		{100, 40, 0.5, []int{0, 20, 40, 60}}, // nnU-Net: ceil(60/20)+1 = 4 steps of 20
+		{100, 40, 0.5, []int{0, 20, 40, 60}},     // nnU-Net: ceil(60/20)+1 = 4 steps of 20
 		{101, 40, 0.5, []int{0, 15, 31, 46, 61}}, // ceil(61/20)+1 = 5 steps of 15.25, rounded
 		{40, 40, 0.5, []int{0}},
 		{10, 40, 0.5, []int{0}}, // padded by the caller
