@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/covseg/covseg/phantom"
+	"github.com/covseg/covseg/volume"
 )
 
 func cases(m *Manifest) string {
@@ -144,5 +147,65 @@ func TestMerge(t *testing.T) {
 	m, err := Merge(a, c)
 	if err != nil || len(m.Entries) != 2 {
 		t.Errorf("Merge: %v, %+v", err, m)
+	}
+}
+
+// TestDiscoverStandIns discovers the phantom stand-ins of the public
+// layouts and writes one manifest of all three that reads back.
+func TestDiscoverStandIns(t *testing.T) {
+	dir := t.TempDir()
+	cfg := phantom.Small(volume.Dims{16, 16, 5})
+	if _, err := phantom.WriteCoronacases(filepath.Join(dir, "cc"), 3, cfg, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phantom.WriteMosMed(filepath.Join(dir, "mm"), 3, 2, cfg, 1); err != nil {
+		t.Fatal(err)
+	}
+	si, err := phantom.WriteRICORD(filepath.Join(dir, "ri"), 2, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ConvertRICORD(RICORDOptions{DICOM: si.DICOM, Annotations: si.Annotations, Out: filepath.Join(dir, "ricord")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := DiscoverCoronacases(filepath.Join(dir, "cc"), DiscoverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := DiscoverMosMed(filepath.Join(dir, "mm"), DiscoverOptions{Unlabelled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := DiscoverPairs(filepath.Join(dir, "ricord"), RICORD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := Merge(cc, mm, ri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Entries) != 3+5+2 {
+		t.Fatalf("%d entries: %s", len(all.Entries), cases(all))
+	}
+	if err := AssignSplits(all.Entries, DefaultSplit); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "all.csv")
+	if err := WriteManifest(p, all); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadManifest(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{}
+	for _, e := range back.Entries {
+		labels[e.Case] = e.Label
+	}
+	for _, s := range res.Series {
+		if labels[s.Case] != s.StudyLabel || s.StudyLabel == "" {
+			t.Errorf("case %s: label %q, want %q", s.Case, labels[s.Case], s.StudyLabel)
+		}
 	}
 }
