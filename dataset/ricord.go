@@ -133,6 +133,7 @@ func ConvertRICORD(opts RICORDOptions) (*RICORDResult, error) {
 	}
 	res := &RICORDResult{Manifest: &Manifest{}}
 	names := caseNames(uids, infos)
+	sort.SliceStable(uids, func(a, b int) bool { return names[uids[a]] < names[uids[b]] })
 	for n, uid := range uids {
 		s, err := convertSeries(folder, infos[uid], uid, bySeries[uid], names[uid], opts)
 		if err == nil {
