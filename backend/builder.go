@@ -1,0 +1,240 @@
+package backend
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// Builder builds a computation with simplego's builder, adding Pad and
+// Reverse and replacing ConvGeneral. All ops it emits are simplego ops, so
+// the compiled executable is simplego's.
+type Builder struct {
+	backends.Builder      // simplego's
+	directConv       bool // hand convolutions to simplego (with defaults filled)
+}
+
+// shape returns the shape of op or an error naming the operation.
+func (b *Builder) shape(opName string, op backends.Op) (shapes.Shape, error) {
+	s, err := b.OpShape(op)
+	if err != nil {
+		return s, fmt.Errorf("backend: %s: %w", opName, err)
+	}
+	return s, nil
+}
+
+// Reverse reverses x along the given axes with a single Gather whose index
+// vectors count down on the reversed axes; the gathered (batch) axes are
+// placed where the reversed axes were, so no transpose is needed.
+func (b *Builder) Reverse(x backends.Op, axes ...int) (backends.Op, error) {
+	xs, err := b.shape("Reverse", x)
+	if err != nil {
+		return nil, err
+	}
+	rank := xs.Rank()
+	reversed := make([]bool, rank)
+	for _, axis := range axes {
+		if axis < 0 || axis >= rank {
+			return nil, fmt.Errorf("backend: Reverse: axis %d out of range for shape %s", axis, xs)
+		}
+		reversed[axis] = true
+	}
+	var revAxes, offsetAxes []int
+	for axis, r := range reversed {
+		if r && xs.Dimensions[axis] > 1 {
+			revAxes = append(revAxes, axis)
+		} else {
+			offsetAxes = append(offsetAxes, axis)
+		}
+	}
+	if len(revAxes) == 0 {
+		return b.Identity(x)
+	}
+
+	// Index vectors: one per element of the reversed sub-shape, in row-major order.
+	revDims := make([]int, len(revAxes))
+	count := 1
+	for i, axis := range revAxes {
+		revDims[i] = xs.Dimensions[axis]
+		count *= revDims[i]
+	}
+	k := len(revAxes)
+	indices := make([]int32, count*k)
+	idx := make([]int, k)
+	for n := range count {
+		for i := range k {
+			indices[n*k+i] = int32(revDims[i] - 1 - idx[i])
+		}
+		for i := k - 1; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < revDims[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+	indicesOp, err := b.Constant(indices, append(slices.Clone(revDims), k)...)
+	if err != nil {
+		return nil, fmt.Errorf("backend: Reverse: %w", err)
+	}
+	sliceSizes := slices.Clone(xs.Dimensions)
+	for _, axis := range revAxes {
+		sliceSizes[axis] = 1
+	}
+	out, err := b.Gather(x, indicesOp, k, offsetAxes, revAxes, revAxes, sliceSizes, false)
+	if err != nil {
+		return nil, fmt.Errorf("backend: Reverse of %s on axes %v: %w", xs, axes, err)
+	}
+	return out, nil
+}
+
+// Pad pads x with fillValue (a scalar of x's dtype) following XLA's
+// semantics: interior padding first, then start/end padding, where a
+// negative start or end removes elements.
+func (b *Builder) Pad(x, fillValue backends.Op, axesConfig ...backends.PadAxis) (backends.Op, error) {
+	xs, err := b.shape("Pad", x)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := b.shape("Pad", fillValue)
+	if err != nil {
+		return nil, err
+	}
+	if !fs.IsScalar() || fs.DType != xs.DType {
+		return nil, fmt.Errorf("backend: Pad: fill value must be a scalar of %s, got %s", xs.DType, fs)
+	}
+	if len(axesConfig) > xs.Rank() {
+		return nil, fmt.Errorf("backend: Pad: %d axes configured for shape %s", len(axesConfig), xs)
+	}
+	for axis, cfg := range axesConfig {
+		if cfg.Interior < 0 {
+			return nil, fmt.Errorf("backend: Pad: negative interior padding %d on axis %d", cfg.Interior, axis)
+		}
+		n := xs.Dimensions[axis]
+		if n > 0 {
+			n += (n - 1) * cfg.Interior
+		}
+		// XLA would let a negative start reach into the end padding (and vice
+		// versa); nothing emits that, so it is refused rather than built.
+		if cfg.Start < -n || cfg.End < -n || n+cfg.Start+cfg.End < 0 {
+			return nil, fmt.Errorf("backend: Pad: padding %+v removes more than the %d elements of axis %d of %s",
+				cfg, n, axis, xs)
+		}
+	}
+	out := x
+	for axis, cfg := range axesConfig {
+		if out, err = b.padAxis(out, fillValue, axis, cfg); err != nil {
+			return nil, fmt.Errorf("backend: Pad of %s with %v: %w", xs, axesConfig, err)
+		}
+	}
+	if out == x {
+		return b.Identity(x)
+	}
+	return out, nil
+}
+
+// padAxis applies one axis' padding configuration.
+func (b *Builder) padAxis(x, fill backends.Op, axis int, cfg backends.PadAxis) (backends.Op, error) {
+	var err error
+	if cfg.Interior > 0 {
+		if x, err = b.padInterior(x, fill, axis, cfg.Interior); err != nil {
+			return nil, err
+		}
+	}
+	// Trim first (negative padding), then add fill blocks.
+	if cfg.Start < 0 || cfg.End < 0 {
+		xs, err := b.OpShape(x)
+		if err != nil {
+			return nil, err
+		}
+		starts := make([]int, xs.Rank())
+		limits := slices.Clone(xs.Dimensions)
+		starts[axis] = max(0, -cfg.Start)
+		limits[axis] -= max(0, -cfg.End)
+		if x, err = b.Slice(x, starts, limits, onesIfEmpty(nil, xs.Rank())); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Start <= 0 && cfg.End <= 0 {
+		return x, nil
+	}
+	xs, err := b.OpShape(x)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]backends.Op, 0, 3)
+	if cfg.Start > 0 {
+		block, err := b.fillBlock(fill, xs, axis, cfg.Start)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, block)
+	}
+	if xs.Dimensions[axis] > 0 {
+		parts = append(parts, x)
+	}
+	if cfg.End > 0 {
+		block, err := b.fillBlock(fill, xs, axis, cfg.End)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, block)
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return b.Concatenate(axis, parts...)
+}
+
+// padInterior inserts n fill values between consecutive elements of axis:
+// [.., d, ..] -> [.., d, 1, ..] ++ fill [.., d, n, ..] -> [.., d*(n+1), ..],
+// then drops the n trailing fill values.
+func (b *Builder) padInterior(x, fill backends.Op, axis, n int) (backends.Op, error) {
+	xs, err := b.OpShape(x)
+	if err != nil {
+		return nil, err
+	}
+	d := xs.Dimensions[axis]
+	if d <= 1 {
+		return x, nil
+	}
+	expanded := slices.Insert(slices.Clone(xs.Dimensions), axis+1, 1)
+	x1, err := b.Reshape(x, expanded...)
+	if err != nil {
+		return nil, err
+	}
+	block, err := b.fillBlock(fill, shapes.Make(xs.DType, expanded...), axis+1, n)
+	if err != nil {
+		return nil, err
+	}
+	joined, err := b.Concatenate(axis+1, x1, block)
+	if err != nil {
+		return nil, err
+	}
+	flat := slices.Clone(xs.Dimensions)
+	flat[axis] = d * (n + 1)
+	joined, err = b.Reshape(joined, flat...)
+	if err != nil {
+		return nil, err
+	}
+	starts := make([]int, len(flat))
+	limits := slices.Clone(flat)
+	limits[axis] -= n
+	return b.Slice(joined, starts, limits, onesIfEmpty(nil, len(flat)))
+}
+
+// fillBlock broadcasts the scalar fill to shape s with axis resized to size.
+func (b *Builder) fillBlock(fill backends.Op, s shapes.Shape, axis, size int) (backends.Op, error) {
+	dims := slices.Clone(s.Dimensions)
+	dims[axis] = size
+	return b.BroadcastInDim(fill, shapes.Make(s.DType, dims...), nil)
+}
+
+// isFloat reports whether the adapter's convolution handles dtype; other
+// dtypes go to simplego's own convolution.
+func isFloat(dtype dtypes.DType) bool {
+	return dtype == dtypes.Float32 || dtype == dtypes.Float64
+}
