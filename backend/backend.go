@@ -46,6 +46,7 @@ package backend
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/backends"
@@ -75,11 +76,8 @@ func New() (backends.Backend, error) {
 func newFromConfig(config string) (b backends.Backend, err error) {
 	name, _, _ := strings.Cut(config, ":")
 	known := backends.List()
-	found := false
-	for _, k := range known {
-		found = found || k == name
-	}
-	if !found {
+	slices.Sort(known)
+	if !slices.Contains(known, name) {
 		return nil, fmt.Errorf("backend: %s=%q names backend %q, which is not compiled in (available: %s)",
 			backends.ConfigEnvVar, config, name, strings.Join(known, ", "))
 	}

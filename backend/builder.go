@@ -118,8 +118,9 @@ func (b *Builder) Pad(x, fillValue backends.Op, axesConfig ...backends.PadAxis) 
 			n += (n - 1) * cfg.Interior
 		}
 		// XLA would let a negative start reach into the end padding (and vice
-		// versa); nothing emits that, so it is refused rather than built.
-		if cfg.Start < -n || cfg.End < -n || n+cfg.Start+cfg.End < 0 {
+		// versa), or leave an empty axis; nothing emits that, and simplego
+		// cannot hold empty tensors, so it is refused rather than built.
+		if cfg.Start < -n || cfg.End < -n || n+cfg.Start+cfg.End < 1 {
 			return nil, fmt.Errorf("backend: Pad: padding %+v removes more than the %d elements of axis %d of %s",
 				cfg, n, axis, xs)
 		}

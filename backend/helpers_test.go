@@ -35,6 +35,15 @@ func randArr(rng *rand.Rand, dims ...int) arr {
 	return a
 }
 
+// roundF32 rounds a's values to float32, so that exact comparisons hold
+// in both dtypes.
+func (a arr) roundF32() arr {
+	for i, v := range a.data {
+		a.data[i] = float64(float32(v))
+	}
+	return a
+}
+
 func (a arr) clone() arr {
 	return arr{data: append([]float64(nil), a.data...), dims: a.dims}
 }
