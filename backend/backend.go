@@ -6,7 +6,7 @@
 //
 // New picks the backend in this order:
 //
-//   - If the environment variable GOMLX_BACKEND is set, it is honoured
+//   - If the environment variable GOMLX_BACKEND is set (non-empty), it is honoured
 //     exactly, in GoMLX's "<name>:<config>" syntax: "xla:cpu" for XLA's CPU
 //     PJRT plugin, "xla:cuda" for the CUDA plugin, "xla:/abs/path/pjrt_c_api_x.so"
 //     for a plugin file, "go" for plain simplego, "covcpu" for this adapter
@@ -17,6 +17,12 @@
 //     plugin yourself (see github.com/gomlx/go-xla) or give its absolute
 //     path; PJRT_PLUGIN_LIBRARY_PATH sets where plugins are searched for.
 //   - Otherwise it returns this adapter ("covcpu"), which needs nothing but Go.
+//
+// The adapter's config (after "covcpu:") is a comma-separated list:
+// "conv=simplego" uses simplego's own convolution kernel (single-threaded,
+// about ten times slower, but without im2col's temporary copies: the
+// patches of a 3x3x3 convolution take 27 times the memory of its input);
+// everything else is simplego's ("parallelism=N" caps its worker count).
 //
 // # What the adapter adds to simplego
 //
@@ -62,10 +68,10 @@ func init() {
 }
 
 // New returns the backend covseg should use: the one GOMLX_BACKEND names if
-// that variable is set, otherwise the pure-Go adapter. See the package
-// documentation.
+// that variable is set and not empty, otherwise the pure-Go adapter. See the
+// package documentation.
 func New() (backends.Backend, error) {
-	if config, ok := os.LookupEnv(backends.ConfigEnvVar); ok {
+	if config := os.Getenv(backends.ConfigEnvVar); config != "" {
 		return newFromConfig(config)
 	}
 	return NewAdapter("")

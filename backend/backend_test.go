@@ -19,18 +19,23 @@ func unsetBackendEnv(t *testing.T) {
 }
 
 func TestNewDefaultsToAdapter(t *testing.T) {
-	unsetBackendEnv(t)
-	b, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Finalize()
-	if b.String() != Name {
-		t.Fatalf("New() = %q, want %q", b.String(), Name)
-	}
-	caps := b.Capabilities()
-	if !caps.Operations[backends.OpTypePad] || !caps.Operations[backends.OpTypeReverse] || !caps.Operations[backends.OpTypeConvGeneral] {
-		t.Fatalf("capabilities lack Pad, Reverse or ConvGeneral")
+	for _, set := range []bool{false, true} {
+		unsetBackendEnv(t)
+		if set {
+			t.Setenv(backends.ConfigEnvVar, "") // empty counts as unset
+		}
+		b, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != Name {
+			t.Fatalf("New() = %q, want %q", b.String(), Name)
+		}
+		caps := b.Capabilities()
+		if !caps.Operations[backends.OpTypePad] || !caps.Operations[backends.OpTypeReverse] || !caps.Operations[backends.OpTypeConvGeneral] {
+			t.Fatalf("capabilities lack Pad, Reverse or ConvGeneral")
+		}
+		b.Finalize()
 	}
 }
 

@@ -93,7 +93,8 @@ func (b *Builder) Reverse(x backends.Op, axes ...int) (backends.Op, error) {
 
 // Pad pads x with fillValue (a scalar of x's dtype) following XLA's
 // semantics: interior padding first, then start/end padding, where a
-// negative start or end removes elements.
+// negative start or end removes elements (and, past them, fill values of
+// the other end).
 func (b *Builder) Pad(x, fillValue backends.Op, axesConfig ...backends.PadAxis) (backends.Op, error) {
 	xs, err := b.shape("Pad", x)
 	if err != nil {
@@ -113,15 +114,9 @@ func (b *Builder) Pad(x, fillValue backends.Op, axesConfig ...backends.PadAxis) 
 		if cfg.Interior < 0 {
 			return nil, fmt.Errorf("backend: Pad: negative interior padding %d on axis %d", cfg.Interior, axis)
 		}
-		n := xs.Dimensions[axis]
-		if n > 0 {
-			n += (n - 1) * cfg.Interior
-		}
-		// XLA would let a negative start reach into the end padding (and vice
-		// versa), or leave an empty axis; nothing emits that, and simplego
-		// cannot hold empty tensors, so it is refused rather than built.
-		if cfg.Start < -n || cfg.End < -n || n+cfg.Start+cfg.End < 1 {
-			return nil, fmt.Errorf("backend: Pad: padding %+v removes more than the %d elements of axis %d of %s",
+		// simplego cannot hold empty tensors.
+		if n := interiorPadded(xs.Dimensions[axis], cfg.Interior); n+cfg.Start+cfg.End < 1 {
+			return nil, fmt.Errorf("backend: Pad: padding %+v removes all %d elements of axis %d of %s",
 				cfg, n, axis, xs)
 		}
 	}
@@ -137,34 +132,40 @@ func (b *Builder) Pad(x, fillValue backends.Op, axesConfig ...backends.PadAxis) 
 	return out, nil
 }
 
-// padAxis applies one axis' padding configuration.
+// interiorPadded is the size of an axis of n elements after inserting
+// interior fill values between neighbours.
+func interiorPadded(n, interior int) int {
+	if n == 0 {
+		return 0
+	}
+	return n + (n-1)*interior
+}
+
+// padAxis applies one axis' padding configuration: interior padding,
+// trimming of negative start/end, then fill blocks for positive start/end.
 func (b *Builder) padAxis(x, fill backends.Op, axis int, cfg backends.PadAxis) (backends.Op, error) {
-	var err error
+	xs, err := b.OpShape(x)
+	if err != nil {
+		return nil, err
+	}
+	n := interiorPadded(xs.Dimensions[axis], cfg.Interior)
+	keepFrom, keepTo := max(0, -cfg.Start), n-max(0, -cfg.End)
+	if keepTo <= keepFrom {
+		// Every element is trimmed: only fill values remain.
+		return b.fillBlock(fill, xs, axis, n+cfg.Start+cfg.End)
+	}
 	if cfg.Interior > 0 {
 		if x, err = b.padInterior(x, fill, axis, cfg.Interior); err != nil {
 			return nil, err
 		}
 	}
-	// Trim first (negative padding), then add fill blocks.
-	if cfg.Start < 0 || cfg.End < 0 {
-		xs, err := b.OpShape(x)
-		if err != nil {
-			return nil, err
-		}
+	if keepFrom > 0 || keepTo < n {
 		starts := make([]int, xs.Rank())
 		limits := slices.Clone(xs.Dimensions)
-		starts[axis] = max(0, -cfg.Start)
-		limits[axis] -= max(0, -cfg.End)
+		starts[axis], limits[axis] = keepFrom, keepTo
 		if x, err = b.Slice(x, starts, limits, onesIfEmpty(nil, xs.Rank())); err != nil {
 			return nil, err
 		}
-	}
-	if cfg.Start <= 0 && cfg.End <= 0 {
-		return x, nil
-	}
-	xs, err := b.OpShape(x)
-	if err != nil {
-		return nil, err
 	}
 	parts := make([]backends.Op, 0, 3)
 	if cfg.Start > 0 {
@@ -174,9 +175,7 @@ func (b *Builder) padAxis(x, fill backends.Op, axis int, cfg backends.PadAxis) (
 		}
 		parts = append(parts, block)
 	}
-	if xs.Dimensions[axis] > 0 {
-		parts = append(parts, x)
-	}
+	parts = append(parts, x)
 	if cfg.End > 0 {
 		block, err := b.fillBlock(fill, xs, axis, cfg.End)
 		if err != nil {
@@ -185,7 +184,7 @@ func (b *Builder) padAxis(x, fill backends.Op, axis int, cfg backends.PadAxis) (
 		parts = append(parts, block)
 	}
 	if len(parts) == 1 {
-		return parts[0], nil
+		return x, nil
 	}
 	return b.Concatenate(axis, parts...)
 }

@@ -88,6 +88,7 @@ func TestPad(t *testing.T) {
 		{{Start: 2, End: 1, Interior: 3}, {Start: -3, End: 4}, {Start: 1, End: 1}},
 		{{Start: -2, End: 0}, {Start: -1, End: -2}, {Start: 0, End: -4, Interior: 2}},
 		{{}, {}, {Start: -2, End: -2}},
+		{{Start: -4, End: 2}, {Start: 3, End: -9, Interior: 1}, {Start: -5, End: 1}}, // trimmed into the other end's fill
 		{},
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -122,9 +123,9 @@ func TestPadRefusals(t *testing.T) {
 		cfg  []backends.PadAxis
 		want string
 	}{
-		{[]backends.PadAxis{{Start: -4}}, "removes more than"},
-		{[]backends.PadAxis{{Start: -2, End: -1}}, "removes more than"},
-		{[]backends.PadAxis{{Start: -5, End: 4}}, "removes more than"},
+		{[]backends.PadAxis{{Start: -4}}, "removes all"},
+		{[]backends.PadAxis{{Start: -2, End: -1}}, "removes all"},
+		{[]backends.PadAxis{{Start: -5, End: 1}}, "removes all"},
 		{[]backends.PadAxis{{Interior: -1}}, "negative interior"},
 		{[]backends.PadAxis{{}, {}}, "axes configured"},
 	} {
