@@ -9,8 +9,8 @@
 //   - If the environment variable GOMLX_BACKEND is set (non-empty), it is honoured
 //     exactly, in GoMLX's "<name>:<config>" syntax: "xla:cpu" for XLA's CPU
 //     PJRT plugin, "xla:cuda" for the CUDA plugin, "xla:/abs/path/pjrt_c_api_x.so"
-//     for a plugin file, "go" for plain simplego, "covcpu" for this adapter
-//     (its config, e.g. "covcpu:parallelism=4", is handed to simplego).
+//     for a plugin file (options follow a comma: "xla:cuda,tf32"), "go" for
+//     plain simplego, "covcpu" or "covcpu:<options>" for this adapter.
 //     The XLA backend is compiled in only when building with cgo (the
 //     default on linux/amd64 and darwin) and without the "noxla" build tag.
 //     Its automatic download of PJRT plugins is switched off: install the
@@ -20,8 +20,8 @@
 //
 // The adapter's config (after "covcpu:") is a comma-separated list:
 // "conv=simplego" uses simplego's own convolution kernel (single-threaded,
-// about ten times slower, but without im2col's temporary copies: the
-// patches of a 3x3x3 convolution take 27 times the memory of its input);
+// 6 to 12 times slower per layer, but without im2col's temporary copies:
+// the patches of a 3x3x3 convolution take 27 times the memory of its input);
 // everything else is simplego's ("parallelism=N" caps its worker count).
 //
 // # What the adapter adds to simplego

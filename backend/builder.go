@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
 
@@ -231,10 +230,4 @@ func (b *Builder) fillBlock(fill backends.Op, s shapes.Shape, axis, size int) (b
 	dims := slices.Clone(s.Dimensions)
 	dims[axis] = size
 	return b.BroadcastInDim(fill, shapes.Make(s.DType, dims...), nil)
-}
-
-// isFloat reports whether the adapter's convolution handles dtype; other
-// dtypes go to simplego's own convolution.
-func isFloat(dtype dtypes.DType) bool {
-	return dtype == dtypes.Float32 || dtype == dtypes.Float64
 }

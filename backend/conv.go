@@ -53,6 +53,12 @@ func (b *Builder) ConvGeneral(input, kernel backends.Op, axes backends.ConvolveA
 	return op, nil
 }
 
+// isFloat reports whether the adapter's convolution handles dtype; other
+// dtypes go to simplego's own convolution.
+func isFloat(dtype dtypes.DType) bool {
+	return dtype == dtypes.Float32 || dtype == dtypes.Float64
+}
+
 // convParams are ConvGeneral's parameters with every default filled in.
 type convParams struct {
 	axes                            backends.ConvolveAxesConfig
