@@ -206,7 +206,7 @@ func (c Config) Apply(img *volume.Volume, mask *volume.Label, seed uint64) (*vol
 func flip[T any](data []T, d volume.Dims, a int) {
 	for k := 0; k < d[2]; k++ {
 		for j := 0; j < d[1]; j++ {
-			row := data[d.Index(0, j, k):d.Index(0, j, k)+d[0]]
+			row := data[d.Index(0, j, k) : d.Index(0, j, k)+d[0]]
 			switch a {
 			case 0:
 				for x, y := 0, d[0]-1; x < y; x, y = x+1, y-1 {
