@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/covseg/covseg/volume"
 )
@@ -35,44 +36,70 @@ func SquaredDistanceTransform(feature []bool, d volume.Dims, sp [3]float64, work
 		}
 	}
 	out := make([]float64, d.Len())
-	squaredEDT(feature, d, sp, workerCount(workers), out)
+	squaredEDT(feature, d, sp, workerCount(workers), nil, out)
 	return out, nil
 }
 
-// squaredEDT is SquaredDistanceTransform without the checks, writing into out.
-func squaredEDT(feature []bool, d volume.Dims, sp [3]float64, workers int, out []float64) {
+// squaredEDT is SquaredDistanceTransform without the checks, writing into
+// out. If need is not nil, only the columns (i, j) with need[i + n0·j] are
+// certain to be right: the last pass skips the others, which is how
+// Compare saves the work for columns without a surface voxel to measure.
+func squaredEDT(feature []bool, d volume.Dims, sp [3]float64, workers int, need []bool, out []float64) {
 	n0, n1, n2 := d[0], d[1], d[2]
 	const chunk = 64
+	lineHas := make([]bool, n1*n2)
 	parallelChunks(n1*n2, chunk, workers, func(lo, hi int) {
 		for line := lo; line < hi; line++ {
-			nearestAlongLine(feature[line*n0:(line+1)*n0], sp[0], out[line*n0:(line+1)*n0])
+			lineHas[line] = nearestAlongLine(feature[line*n0:(line+1)*n0], sp[0], out[line*n0:(line+1)*n0])
 		}
 	})
+	// A slice without a feature stays +Inf through the pass along j.
+	sliceHas := make([]bool, n2)
+	for line, has := range lineHas {
+		if has {
+			sliceHas[line/n1] = true
+		}
+	}
 	if n1 > 1 {
-		// Lines along j: index L = i + n0·k, start i + n0·n1·k, stride n0.
-		// Consecutive L are neighbouring i, so a chunk reuses cache lines.
+		// Lines along j: for line L = i + n0·k, start i + n0·n1·k, stride n0.
 		parallelChunks(n0*n2, chunk, workers, func(lo, hi int) {
 			e := newEnvelope(n1)
-			for l := lo; l < hi; l++ {
-				e.line(out, l%n0+(l/n0)*n0*n1, n0, sp[1])
+			for l := lo; l < hi; {
+				i, k := l%n0, l/n0
+				nb := min(batch, n0-i, hi-l) // stay within one k and the chunk
+				if sliceHas[k] {
+					e.lines(out, i+n0*n1*k, nb, n0, sp[1])
+				}
+				l += nb
 			}
 		})
 	}
 	if n2 > 1 {
-		// Lines along k: index L = i + n0·j = start, stride n0·n1.
+		// Lines along k: for line L = i + n0·j, start L, stride n0·n1.
 		parallelChunks(n0*n1, chunk, workers, func(lo, hi int) {
 			e := newEnvelope(n2)
-			for l := lo; l < hi; l++ {
-				e.line(out, l, n0*n1, sp[2])
+			for l := lo; l < hi; {
+				nb := min(batch, n0-l%n0, hi-l)
+				if need == nil || slices.Contains(need[l:l+nb], true) {
+					e.lines(out, l, nb, n0*n1, sp[2])
+				}
+				l += nb
 			}
 		})
 	}
 }
 
+// batch is how many neighbouring lines (adjacent in memory, 64 bytes of
+// float64) an envelope pass gathers together: reading a whole cache line per
+// position instead of one value makes the strided passes several times
+// faster.
+const batch = 8
+
 // nearestAlongLine writes the squared distance in mm² from each voxel of a
 // line to the nearest feature on that line (+Inf if none): a forward scan
-// for the feature behind, a backward scan for the one ahead.
-func nearestAlongLine(feature []bool, s float64, out []float64) {
+// for the feature behind, a backward scan for the one ahead. It reports
+// whether the line holds a feature.
+func nearestAlongLine(feature []bool, s float64, out []float64) bool {
 	prev := -1
 	for i, f := range feature {
 		switch {
@@ -86,8 +113,11 @@ func nearestAlongLine(feature []bool, s float64, out []float64) {
 			out[i] = t * t
 		}
 	}
+	if prev < 0 {
+		return false
+	}
 	next := -1
-	for i := len(feature) - 1; i >= 0; i-- {
+	for i := prev; i >= 0; i-- {
 		if feature[i] {
 			next = i
 			continue
@@ -99,29 +129,50 @@ func nearestAlongLine(feature []bool, s float64, out []float64) {
 			}
 		}
 	}
+	return true
 }
 
 // envelope holds the scratch space of one goroutine for the lower-envelope
-// passes: the gathered line, the parabola apexes and their boundaries.
+// passes: a batch of gathered lines and their results, the parabola apexes
+// and their boundaries.
 type envelope struct {
-	f []float64
-	v []int
-	z []float64
+	n    int
+	f, g []float64 // batch·n inputs and outputs, line b at [b·n, (b+1)·n)
+	v    []int
+	z    []float64
 }
 
 func newEnvelope(n int) *envelope {
-	return &envelope{f: make([]float64, n), v: make([]int, n), z: make([]float64, n+1)}
+	return &envelope{n: n, f: make([]float64, batch*n), g: make([]float64, batch*n),
+		v: make([]int, n), z: make([]float64, n+1)}
 }
 
-// line replaces the n values data[start + q·stride] (q < len(e.f)) by
-// min over r of data[start + r·stride] + ((q−r)·s)², skipping +Inf inputs
-// (lines without a feature stay +Inf).
-func (e *envelope) line(data []float64, start, stride int, s float64) {
-	f, v, z := e.f, e.v, e.z
-	n := len(f)
+// lines applies line to the nb lines starting at start, start+1, …,
+// start+nb−1 (each with the given stride), gathering them together.
+func (e *envelope) lines(data []float64, start, nb, stride int, s float64) {
+	n := e.n
 	for q, p := 0, start; q < n; q, p = q+1, p+stride {
-		f[q] = data[p]
+		row := data[p : p+nb]
+		for b, x := range row {
+			e.f[b*n+q] = x
+		}
 	}
+	for b := 0; b < nb; b++ {
+		e.line(e.f[b*n:(b+1)*n], e.g[b*n:(b+1)*n], s)
+	}
+	for q, p := 0, start; q < n; q, p = q+1, p+stride {
+		row := data[p : p+nb]
+		for b := range row {
+			row[b] = e.g[b*n+q]
+		}
+	}
+}
+
+// line sets out[q] = min over r of f[r] + ((q−r)·s)², skipping +Inf inputs
+// (a line without a finite input stays +Inf).
+func (e *envelope) line(f, out []float64, s float64) {
+	v, z := e.v, e.z
+	n := len(f)
 	w := s * s
 	k := -1
 	for q := 0; q < n; q++ {
@@ -151,15 +202,16 @@ func (e *envelope) line(data []float64, start, stride int, s float64) {
 		z[k], z[k+1] = x, math.Inf(1)
 	}
 	if k < 0 {
-		return // no feature reaches this line: it is +Inf already
+		copy(out, f) // all +Inf
+		return
 	}
 	k = 0
-	for q, p := 0, start; q < n; q, p = q+1, p+stride {
+	for q := 0; q < n; q++ {
 		for z[k+1] < float64(q) {
 			k++
 		}
 		r := v[k]
 		t := float64(q-r) * s
-		data[p] = f[r] + t*t
+		out[q] = f[r] + t*t
 	}
 }

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -163,13 +164,21 @@ func ratio(a, b int) Value {
 	return Value(float64(a) / float64(b))
 }
 
-// selector returns the test that makes a label a foreground voxel.
-func selector(label int) func(uint8) bool {
+// selection tells, for each label value, whether it is foreground: a table
+// rather than a function so that the per-voxel test inlines.
+type selection [256]bool
+
+// selector returns the selection of Options.Label.
+func selector(label int) *selection {
+	var s selection
 	if label == 0 {
-		return func(x uint8) bool { return x > 0 }
+		for x := 1; x < 256; x++ {
+			s[x] = true
+		}
+	} else {
+		s[label] = true
 	}
-	l := uint8(label)
-	return func(x uint8) bool { return x == l }
+	return &s
 }
 
 // box is a half-open voxel box [lo, hi) on each axis.
@@ -185,8 +194,10 @@ type counts struct {
 	box      box
 }
 
-// count takes one parallel pass over the grid, slice by slice.
-func count(truth, pred *volume.Label, sel func(uint8) bool, workers int) counts {
+// count takes one parallel pass over the grid, slice by slice. Label 0 is
+// never foreground, so runs of eight background voxels in both maps (most
+// of a lesion mask) are skipped a word at a time.
+func count(truth, pred *volume.Label, sel *selection, workers int) counts {
 	d := truth.Dims
 	per := make([]counts, d[2])
 	plane := d[0] * d[1]
@@ -194,10 +205,13 @@ func count(truth, pred *volume.Label, sel func(uint8) bool, workers int) counts 
 		for k := lo; k < hi; k++ {
 			c := counts{box: box{lo: [3]int{d[0], d[1], k}, hi: [3]int{0, 0, k}}}
 			tv, pv := truth.Data[k*plane:(k+1)*plane], pred.Data[k*plane:(k+1)*plane]
-			for j := 0; j < d[1]; j++ {
-				for i := 0; i < d[0]; i++ {
-					p := i + d[0]*j
-					t, q := sel(tv[p]), sel(pv[p])
+			for p0 := 0; p0 < plane; p0 += 8 {
+				p1 := min(p0+8, plane)
+				if p1-p0 == 8 && binary.LittleEndian.Uint64(tv[p0:])|binary.LittleEndian.Uint64(pv[p0:]) == 0 {
+					continue
+				}
+				for p := p0; p < p1; p++ {
+					t, q := sel[tv[p]], sel[pv[p]]
 					if !t && !q {
 						continue
 					}
@@ -210,6 +224,7 @@ func count(truth, pred *volume.Label, sel func(uint8) bool, workers int) counts 
 					if t && q {
 						c.tp++
 					}
+					i, j := p%d[0], p/d[0]
 					c.box.lo[0], c.box.hi[0] = min(c.box.lo[0], i), max(c.box.hi[0], i+1)
 					c.box.lo[1], c.box.hi[1] = min(c.box.lo[1], j), max(c.box.hi[1], j+1)
 					c.box.hi[2] = k + 1
@@ -236,7 +251,7 @@ func count(truth, pred *volume.Label, sel func(uint8) bool, workers int) counts 
 
 // surfaceDistances returns D(P→T) and D(T→P) in mm, computed inside b, the
 // bounding box of T ∪ P (exact: see the package documentation).
-func surfaceDistances(truth, pred *volume.Label, sel func(uint8) bool, b box, sp [3]float64, workers int) (dPT, dTP []float64) {
+func surfaceDistances(truth, pred *volume.Label, sel *selection, b box, sp [3]float64, workers int) (dPT, dTP []float64) {
 	bd := b.dims()
 	n := bd.Len()
 	tm, pm := make([]bool, n), make([]bool, n)
@@ -246,8 +261,8 @@ func surfaceDistances(truth, pred *volume.Label, sel func(uint8) bool, b box, sp
 				src := truth.Dims.Index(b.lo[0], b.lo[1]+j, b.lo[2]+k)
 				dst := bd.Index(0, j, k)
 				for i := 0; i < bd[0]; i++ {
-					tm[dst+i] = sel(truth.Data[src+i])
-					pm[dst+i] = sel(pred.Data[src+i])
+					tm[dst+i] = sel[truth.Data[src+i]]
+					pm[dst+i] = sel[pred.Data[src+i]]
 				}
 			}
 		}
@@ -257,11 +272,24 @@ func surfaceDistances(truth, pred *volume.Label, sel func(uint8) bool, b box, sp
 	np := surface(pm, bd, workers, ps)
 
 	sq := make([]float64, n)
-	squaredEDT(ts, bd, sp, workers, sq)
+	squaredEDT(ts, bd, sp, workers, columns(ps, bd), sq)
 	dPT = gather(sq, ps, np)
-	squaredEDT(ps, bd, sp, workers, sq)
+	squaredEDT(ps, bd, sp, workers, columns(ts, bd), sq)
 	dTP = gather(sq, ts, nt)
 	return dPT, dTP
+}
+
+// columns flags the columns (i, j) that hold a voxel of s: the only ones
+// whose distances are read.
+func columns(s []bool, d volume.Dims) []bool {
+	plane := d[0] * d[1]
+	c := make([]bool, plane)
+	for p, on := range s {
+		if on {
+			c[p%plane] = true
+		}
+	}
+	return c
 }
 
 // gather returns sqrt(sq[v]) for every v where at[v], in index order.
