@@ -53,6 +53,13 @@
 // nsd is the normalised surface Dice at tolerance τ millimetres
 // (Nikolov et al. 2021), computed for every τ in Options.Taus.
 //
+// Distances are float64 and formed as scipy forms them, so they agree with
+// the reference to the last bits; but where two features lie at distances
+// that differ only by rounding (2 × 1.96 mm against 3.92 mm, say), any
+// floating-point transform may pick either, so a distance equal to τ within
+// rounding may count on either side of it. Tolerances that are not such
+// exact combinations of the spacings are unaffected.
+//
 // # Empty masks
 //
 // When both masks are empty, the prediction is perfect: dice = iou = nsd =
