@@ -24,8 +24,9 @@
 // # Volumes
 //
 // The volume of a voxel is the product of the voxel spacings (the lengths
-// of the first three columns of the truth's affine, which equal the NIfTI
-// header's zooms) divided by 1000, in millilitres; truth_ml = |T| times it,
+// of the first three columns of the truth's affine: the header zooms that
+// metrics_ref.py uses, for any file whose zooms agree with its affine)
+// divided by 1000, in millilitres; truth_ml = |T| times it,
 // pred_ml = |P| times it, and diff_ml = pred_ml − truth_ml (signed: positive
 // means the prediction is too large).
 //

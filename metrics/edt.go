@@ -21,8 +21,8 @@ import (
 // envelope of the parabolas f(q) + (s·(x−q))² (Felzenszwalb & Huttenlocher,
 // "Distance transforms of sampled functions", Theory of Computing 8, 2012).
 // Each value is formed as scipy's distance_transform_edt forms it,
-// (Δi·sᵢ)² + (Δj·sⱼ)² + (Δk·sₖ)² summed in that order, so that ties at a
-// tolerance compare the same way.
+// (Δi·sᵢ)² + (Δj·sⱼ)² + (Δk·sₖ)² summed in that order, so that the two
+// agree to the last bit wherever they pick the same nearest feature.
 func SquaredDistanceTransform(feature []bool, d volume.Dims, sp [3]float64, workers int) ([]float64, error) {
 	if err := d.Valid(); err != nil {
 		return nil, fmt.Errorf("metrics: distance transform: %w", err)
