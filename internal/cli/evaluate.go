@@ -41,7 +41,10 @@ Inputs (NIfTI, .nii or .nii.gz):
 Masks: a voxel is foreground when its value is > 0 (so probability maps and
 multi-class maps are read as binary masks), or, with --label N, when it
 equals N. The grids must match: the same dims and affines equal within
-0.001 mm; otherwise the case fails.
+0.001 mm; otherwise the case fails, unless --resample-to-truth resamples the
+prediction onto the truth's grid (nearest neighbour, through world
+coordinates, after the mask is read; outside the prediction's field of view
+is background).
 Voxel spacing and volume come from the truth's affine.
 
 Definitions (those of shared/tools/metrics_ref.py; see the metrics package
@@ -71,6 +74,7 @@ type evalOptions struct {
 	pred, truth, manifest string
 	taus                  []float64
 	label                 int
+	resample              bool
 	csv, markdown         string
 	json, quiet           bool
 	jobs                  int
@@ -94,6 +98,7 @@ func newEvaluateCmd() *cobra.Command {
 	f.StringVar(&o.manifest, "manifest", "", "CSV file with rows pred,truth[,case] (instead of --pred/--truth)")
 	f.Float64SliceVar(&o.taus, "tau", []float64{1}, "NSD tolerance in mm (repeat or comma-separate for several; the first is the JSON's \"nsd\")")
 	f.IntVar(&o.label, "label", 0, "evaluate only voxels equal to this class (0: every voxel > 0)")
+	f.BoolVar(&o.resample, "resample-to-truth", false, "resample predictions onto the truth's grid (nearest) when the grids differ")
 	f.StringVar(&o.csv, "csv", "", "write one CSV row per case to this file")
 	f.StringVar(&o.markdown, "markdown", "", "write the cases and summary as Markdown to this file")
 	f.BoolVar(&o.json, "json", false, "print a JSON object with cases and summary to standard output instead of the table")
@@ -237,7 +242,12 @@ func loadCase(c evalCase, o evalOptions) (truth, pred *volume.Label, err error) 
 		return nil, nil, fmt.Errorf("prediction: %w", err)
 	}
 	if err := metrics.CheckGrid(truth, pred); err != nil {
-		return nil, nil, fmt.Errorf("%s and %s: %w", c.pred, c.truth, err)
+		if !o.resample {
+			return nil, nil, fmt.Errorf("%s and %s: %w (use --resample-to-truth to resample the prediction)", c.pred, c.truth, err)
+		}
+		if pred, err = pred.ResampleToGrid(truth.Dims, truth.Affine, 0); err != nil {
+			return nil, nil, fmt.Errorf("prediction %s: resampling to the truth's grid: %w", c.pred, err)
+		}
 	}
 	return truth, pred, nil
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -43,17 +42,9 @@ type evalJSON struct {
 	} `json:"summary"`
 }
 
-// run runs covseg with args and returns its exit code, stdout and stderr.
-func run(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := Execute(args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func runJSON(t *testing.T, args ...string) (int, evalJSON, string) {
 	t.Helper()
-	code, out, errs := run(t, append(args, "--json", "-q")...)
+	out, errs, code := run(t, append(args, "--json", "-q")...)
 	var j evalJSON
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatalf("stdout is not JSON (%v): %q\nstderr: %s", err, out, errs)
@@ -275,7 +266,7 @@ func TestEvaluateFoldersWithBadCases(t *testing.T) {
 	}
 
 	// The table names each failure and the exit status is still 1.
-	code, out, _ := run(t, "evaluate", "-q", "--pred", pd, "--truth", td)
+	out, _, code := run(t, "evaluate", "-q", "--pred", pd, "--truth", td)
 	if code != 1 || !strings.Contains(out, "FAILED case_e: ") || !strings.Contains(out, "case_a") || !strings.Contains(out, "6 cases: 2 evaluated, 4 failed") {
 		t.Errorf("exit %d, table:\n%s", code, out)
 	}
@@ -379,7 +370,7 @@ func TestEvaluateUsageErrors(t *testing.T) {
 		{[]string{"evaluate", "--pred", f, "--truth", filepath.Join(dir, "gone.nii.gz")}, "gone.nii.gz"},
 		{[]string{"evaluate", "--pred", t.TempDir(), "--truth", dir}, "holds no .nii"},
 	} {
-		code, out, errs := run(t, append(c.args, "-q")...)
+		out, errs, code := run(t, append(c.args, "-q")...)
 		if code == 0 || !strings.Contains(out+errs, c.want) {
 			t.Errorf("%q: exit %d, output %q %q; want an error containing %q", c.args, code, out, errs, c.want)
 		}
@@ -400,6 +391,64 @@ func TestCaseName(t *testing.T) {
 	} {
 		if got := caseName(in); got != want {
 			t.Errorf("caseName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// --resample-to-truth puts a prediction on another grid onto the truth's
+// (nearest, through world coordinates) instead of failing the case.
+func TestEvaluateResampleToTruth(t *testing.T) {
+	dir := t.TempDir()
+	d := volume.Dims{12, 10, 6}
+	sp := [3]float64{0.75, 0.5, 2}
+	truth := box(t, d, sp, [3]int{2, 2, 1}, [3]int{8, 7, 4}, 1)
+	// The same box on a grid moved by +2 voxels along i (1.5 mm), and on a
+	// grid twice as fine in j covering the same field of view.
+	moved := truth.Clone()
+	moved.Affine[0][3] += 1.5
+	fine := box(t, volume.Dims{12, 20, 6}, [3]float64{0.75, 0.25, 2}, [3]int{2, 4, 1}, [3]int{8, 14, 4}, 1)
+	fine.Affine[1][3] = truth.Affine[1][3] - 0.125 // voxel edges of both grids line up
+	// And the truth stored with its i axis reversed (the same world mask):
+	// a flipped axis must not go unnoticed, nor be mistaken after resampling.
+	flipped := truth.Clone()
+	for k := 0; k < d[2]; k++ {
+		for j := 0; j < d[1]; j++ {
+			for i := 0; i < d[0]; i++ {
+				flipped.Data[d.Index(i, j, k)] = truth.Data[d.Index(d[0]-1-i, j, k)]
+			}
+		}
+	}
+	for r := 0; r < 3; r++ {
+		flipped.Affine[r][3] += float64(d[0]-1) * truth.Affine[r][0]
+		flipped.Affine[r][0] = -truth.Affine[r][0]
+	}
+	writeLabel(t, filepath.Join(dir, "t.nii.gz"), truth)
+	writeLabel(t, filepath.Join(dir, "moved.nii.gz"), moved)
+	writeLabel(t, filepath.Join(dir, "fine.nii.gz"), fine)
+	writeLabel(t, filepath.Join(dir, "flipped.nii.gz"), flipped)
+	m := "pred,truth\nmoved.nii.gz,t.nii.gz\nfine.nii.gz,t.nii.gz\nflipped.nii.gz,t.nii.gz\n"
+	if err := os.WriteFile(filepath.Join(dir, "m.csv"), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, j, _ := runJSON(t, "evaluate", "--manifest", filepath.Join(dir, "m.csv"))
+	if code == 0 || !strings.Contains(j.Cases[0].Error, "--resample-to-truth") || !strings.Contains(j.Cases[1].Error, "dims") ||
+		!strings.Contains(j.Cases[2].Error, "affine") {
+		t.Errorf("without the flag: exit %d, errors %q, %q, %q", code, j.Cases[0].Error, j.Cases[1].Error, j.Cases[2].Error)
+	}
+	code, j, errs := runJSON(t, "evaluate", "--manifest", filepath.Join(dir, "m.csv"), "--resample-to-truth")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want, err := metrics.Compare(truth, box(t, d, sp, [3]int{4, 2, 1}, [3]int{10, 7, 4}, 1), metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := j.Cases[0]; *c.Dice != float64(want.Dice) || *c.HD95 != float64(want.HD95) || *c.PredVoxels != want.PredVoxels {
+		t.Errorf("moved: dice %s hd95 %s pred voxels %d, want %v %v %d", ptr(c.Dice), ptr(c.HD95), *c.PredVoxels, want.Dice, want.HD95, want.PredVoxels)
+	}
+	for _, c := range j.Cases[1:] {
+		if *c.Dice != 1 || *c.HD != 0 {
+			t.Errorf("%s: dice %s hd %s, want 1 and 0", c.Pred, ptr(c.Dice), ptr(c.HD))
 		}
 	}
 }
