@@ -32,6 +32,7 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
+	newEvaluateCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
