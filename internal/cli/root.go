@@ -33,6 +33,7 @@ var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
 	newDataCmd,
+	newEvaluateCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
