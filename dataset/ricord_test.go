@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/dicomseries"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/phantom"
 	"github.com/covseg/covseg/volume"
@@ -329,5 +330,63 @@ func TestConvertRICORDErrors(t *testing.T) {
 	res, err := ConvertRICORD(opts)
 	if err != nil || len(res.Failed) != 1 || len(res.Series) != 1 {
 		t.Errorf("keep going: %v, %+v", err, res)
+	}
+}
+
+// TestConvertRICORDRealSlices converts three real RICORD-1a slices (JPEG
+// Lossless) from the shared fixtures with an outline on the middle one.
+func TestConvertRICORDRealSlices(t *testing.T) {
+	src := "../../shared/fixtures/io/ricord_jpeg_lossless_3slices"
+	if _, err := os.Stat(src); err != nil {
+		t.Fatalf("fixture missing: %v", err)
+	}
+	v, info, err := dicomseries.Read(src, dicomseries.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, cols := v.Dims[1], v.Dims[0]
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mdai.json")
+	// A wide, short rectangle: columns 100..299, rows 50..59.
+	rect := map[string]any{"vertices": [][2]float64{{99.5, 49.5}, {299.5, 49.5}, {299.5, 59.5}, {99.5, 59.5}}}
+	writeExport(t, path, []ann{{info.SOPInstanceUIDs[1], "op", "r1", rect, rows, cols}})
+	// The fixture's own series UID.
+	b, _ := os.ReadFile(path)
+	s := strings.ReplaceAll(string(b), `"SeriesInstanceUID":"1.2.3.4"`, `"SeriesInstanceUID":"`+info.UID+`"`)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	res, err := ConvertRICORD(RICORDOptions{DICOM: src, Annotations: path, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, mask := readPair(t, out, res.Series[0].Case)
+	if img.Dims != v.Dims {
+		t.Fatalf("dims %v, want %v", img.Dims, v.Dims)
+	}
+	for k := 0; k < 3; k++ {
+		n := 0
+		for j := 0; j < rows; j++ {
+			for i := 0; i < cols; i++ {
+				in := mask.At(i, j, k) != 0
+				want := k == 1 && i >= 100 && i < 300 && j >= 50 && j < 60
+				if in != want {
+					t.Fatalf("voxel (%d,%d,%d): mask %v, want %v", i, j, k, in, want)
+				}
+				if in {
+					n++
+				}
+			}
+		}
+		if k == 1 && n != 2000 {
+			t.Errorf("%d lesion voxels, want 2000", n)
+		}
+	}
+	// The image is the series in HU, stored exactly.
+	for i := range v.Data {
+		if img.Data[i] != v.Data[i] {
+			t.Fatalf("voxel %d: %g, the series has %g", i, img.Data[i], v.Data[i])
+		}
 	}
 }
