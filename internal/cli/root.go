@@ -33,6 +33,8 @@ var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
 	newModelCmd,
+	newDataCmd,
+	newEvaluateCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
