@@ -31,6 +31,9 @@ func NewRoot() *cobra.Command {
 // so that adding a command touches one line.
 var commands = []func() *cobra.Command{
 	newModelCmd,
+	newInfoCmd,
+	newConvertCmd,
+	newEvaluateCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
