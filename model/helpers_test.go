@@ -25,6 +25,10 @@ var testBackend = sync.OnceValue(func() backends.Backend {
 	return b
 })
 
+// trainBackend is the backend of the training tests, which need gradients
+// of convolutions.
+func trainBackend(t testing.TB) backends.Backend { return testBackend() }
+
 // repoRoot is the directory holding go.mod, found upwards from the package.
 func repoRoot(t testing.TB) string {
 	dir, err := os.Getwd()
