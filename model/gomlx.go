@@ -73,7 +73,8 @@ func (o *GraphOps) variable(name string, dims ...int) *context.Variable {
 	if v == nil {
 		panic(fmt.Errorf("model: variable %q is missing from the context (scope %s)", name, Scope))
 	}
-	if v.DType() != dtypes.Float32 || !slices.Equal(v.Shape().Dimensions, dims) {
+	// Float32 is the model's dtype; Float64 serves gradient checks.
+	if (v.DType() != dtypes.Float32 && v.DType() != dtypes.Float64) || !slices.Equal(v.Shape().Dimensions, dims) {
 		panic(fmt.Errorf("model: variable %q is %s, want float32%v", name, v.Shape(), dims))
 	}
 	return v

@@ -201,6 +201,10 @@ func rebuildTensor(args ...any) (any, error) {
 		n *= d
 		last += (d - 1) * stride[i]
 	}
+	if n > st.numel {
+		// Only broadcast views (stride 0) are larger than their storage.
+		return nil, fmt.Errorf("tensor of shape %v is larger than its storage of %d elements", shape, st.numel)
+	}
 	if n > 0 && last >= st.numel {
 		return nil, fmt.Errorf("tensor of shape %v, strides %v at offset %d overruns its storage of %d elements",
 			shape, stride, offset, st.numel)
