@@ -35,6 +35,7 @@ var commands = []func() *cobra.Command{
 	newModelCmd,
 	newDataCmd,
 	newEvaluateCmd,
+	newSegmentCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
