@@ -36,6 +36,7 @@ var commands = []func() *cobra.Command{
 	newDataCmd,
 	newEvaluateCmd,
 	newSegmentCmd,
+	newBenchCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
