@@ -110,7 +110,7 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 				return fmt.Errorf("bench infer: --runs %d", runs)
 			}
 			if threads <= 0 {
-				threads = runtime.NumCPU()
+				threads = physicalCores()
 			}
 			return benchInfer(cmd.OutOrStdout(), &m, dhw, runs, threads, torch, script)
 		},
@@ -119,7 +119,7 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 	f := cmd.Flags()
 	f.StringVar(&shape, "shape", "20,224,224", "input D,H,W")
 	f.IntVar(&runs, "runs", 3, "timed runs (after one warm-up run)")
-	f.IntVar(&threads, "threads", 0, "ONNX Runtime and PyTorch threads (default: one per core)")
+	f.IntVar(&threads, "threads", 0, "ONNX Runtime and PyTorch threads (default: one per physical core)")
 	f.StringVar(&torch, "torch", "/usr/bin/python3", "Python with torch for the reference run; empty to skip it")
 	f.StringVar(&script, "torch-script", "", "torch_unet3d.py (default: ../shared/bench/ beside the repository)")
 	return cmd
@@ -309,35 +309,16 @@ type cpuInfo struct {
 // readCPU reads /proc/cpuinfo (Linux; elsewhere only the CPU count) and
 // measures the clock.
 func readCPU() cpuInfo {
-	c := cpuInfo{name: runtime.GOARCH, cores: runtime.NumCPU()}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		defer f.Close()
-		cores := map[string]bool{}
-		var phys string
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<16), 1<<20)
-		for sc.Scan() {
-			k, v, ok := strings.Cut(sc.Text(), ":")
-			if !ok {
-				continue
-			}
-			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-			switch k {
-			case "model name":
-				c.name = v
-			case "physical id":
-				phys = v
-			case "core id":
-				cores[phys+"/"+v] = true
-			case "flags":
-				fl := strings.Fields(v)
-				c.avx2, c.fma, c.avx512 = slices.Contains(fl, "avx2"), slices.Contains(fl, "fma"), slices.Contains(fl, "avx512f")
-			}
+	c := cpuInfo{name: runtime.GOARCH, cores: physicalCores()}
+	procCPUInfo(func(k, v string) {
+		switch k {
+		case "model name":
+			c.name = v
+		case "flags":
+			fl := strings.Fields(v)
+			c.avx2, c.fma, c.avx512 = slices.Contains(fl, "avx2"), slices.Contains(fl, "fma"), slices.Contains(fl, "avx512f")
 		}
-		if len(cores) > 0 && len(cores) <= c.cores {
-			c.cores = len(cores)
-		}
-	}
+	})
 	// Two FMA units per core (every x86 core with FMA since Haswell and Zen 2;
 	// some AVX-512 parts have one), each lane a multiply and an add.
 	switch {
@@ -348,6 +329,45 @@ func readCPU() cpuInfo {
 	}
 	c.ghz = measureGHz()
 	return c
+}
+
+// procCPUInfo calls fn with each "key: value" line of /proc/cpuinfo; it does
+// nothing where there is no such file.
+func procCPUInfo(fn func(k, v string)) {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
+			fn(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
+}
+
+// physicalCores is the number of physical cores this process may use: the
+// CPUs it may run on (runtime.NumCPU), fewer when /proc/cpuinfo lists fewer
+// distinct cores (hyper-threads share a core's FMA units, so GEMM-bound
+// work gains nothing from them).
+func physicalCores() int {
+	n := runtime.NumCPU()
+	cores := map[string]bool{}
+	var phys string
+	procCPUInfo(func(k, v string) {
+		switch k {
+		case "physical id":
+			phys = v
+		case "core id":
+			cores[phys+"/"+v] = true
+		}
+	})
+	if len(cores) > 0 {
+		n = min(n, len(cores))
+	}
+	return n
 }
 
 func (c cpuInfo) String() string {
@@ -438,7 +458,7 @@ blending), resample (probabilities back to the CT's grid, argmax) and write.`,
 				return fmt.Errorf("bench segment: --spacing: %w", err)
 			}
 			if threads <= 0 {
-				threads = runtime.NumCPU()
+				threads = physicalCores()
 			}
 			opts := infer.DefaultOptions()
 			opts.Spacing, opts.Overlap = target, overlap
@@ -452,7 +472,7 @@ blending), resample (probabilities back to the CT's grid, argmax) and write.`,
 	f.StringVar(&modes, "modes", "resize,sliding", "modes to time, comma-separated")
 	f.StringVar(&spacing, "spacing", "5,1.6,1.6", "target spacing D,H,W in mm for sliding mode")
 	f.Float64Var(&overlap, "overlap", infer.DefaultOverlap, "patch overlap in sliding mode")
-	f.IntVar(&threads, "threads", 0, "ONNX Runtime threads (default: one per core)")
+	f.IntVar(&threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -89,7 +88,7 @@ onto the CT's grid (trilinear) before the argmax.
 	fl.BoolVar(&f.png, "png", false, "also write a PNG montage of axial slices with the mask outlined")
 	fl.BoolVar(&f.report, "report", false, "also write a JSON report per case (class volumes, mean HU)")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
-	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per core)")
+	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
 }
 
@@ -175,7 +174,7 @@ func openEngine(stderr io.Writer, f segmentFlags) (infer.Engine, error) {
 	}
 	threads := f.threads
 	if threads <= 0 {
-		threads = runtime.NumCPU()
+		threads = physicalCores()
 	}
 	eng, err := infer.OpenEngine(f.modelPath, infer.EngineOptions{Kind: f.engine, Threads: threads, Version: Version})
 	if errors.Is(err, ort.ErrNoLibrary) {
