@@ -130,9 +130,6 @@ func runSegment(stdout, stderr io.Writer, args []string, f segmentFlags) error {
 		return fmt.Errorf("segment: %w", err)
 	}
 	defer eng.Close()
-	if err := placeOutputs(cases, batch, f.out); err != nil {
-		return fmt.Errorf("segment: %w", err)
-	}
 	bar := progress.New(stderr, "segment", len(cases))
 	var current string
 	opts.Progress = func(done, total int) {
@@ -141,6 +138,9 @@ func runSegment(stdout, stderr io.Writer, args []string, f segmentFlags) error {
 	}
 	seg, err := infer.New(eng, opts)
 	if err != nil {
+		return fmt.Errorf("segment: %w", err)
+	}
+	if err := placeOutputs(cases, batch, f.out); err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
 	fmt.Fprintf(stderr, "model %s: %s; %s mode; engine %s\n", f.modelPath, seg.Config(), seg.Mode(), eng.Name())
@@ -196,8 +196,14 @@ func (t caseTiming) String() string {
 }
 
 // segmentOne reads, segments and writes one case and returns its summary
-// line.
-func segmentOne(seg *infer.Segmenter, c segCase, f segmentFlags) (string, error) {
+// line. A panic in any step becomes the case's error, so that one case
+// cannot end a batch.
+func segmentOne(seg *infer.Segmenter, c segCase, f segmentFlags) (line string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: internal error: %v", c.in, p)
+		}
+	}()
 	res, ct, tm, err := segmentCase(seg, c, f)
 	if err != nil {
 		return "", err
