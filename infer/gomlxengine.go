@@ -4,14 +4,15 @@ import (
 	"fmt"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/covseg/covseg/backend"
 	"github.com/covseg/covseg/model"
 )
 
-// GoMLXEngine runs a model file with GoMLX's pure-Go backend: no library
+// GoMLXEngine runs a model file with GoMLX on covseg's default backend
+// (package backend: pure Go unless GOMLX_BACKEND names another): no library
 // needed, but many times slower than ONNX Runtime.
 type GoMLXEngine struct {
 	cfg     model.Config
@@ -31,7 +32,7 @@ func OpenGoMLX(path string) (*GoMLXEngine, error) {
 // NewGoMLX prepares inference with the model variables of ctx (as
 // model.Load or model.NewContext return them).
 func NewGoMLX(cfg model.Config, ctx *context.Context) (*GoMLXEngine, error) {
-	b, err := simplego.New("")
+	b, err := backend.New()
 	if err != nil {
 		return nil, fmt.Errorf("infer: GoMLX backend: %w", err)
 	}
@@ -75,7 +76,7 @@ func (e *GoMLXEngine) Run(x []float32, shape [5]int) ([]float32, [5]int, error) 
 func (e *GoMLXEngine) Config() model.Config { return e.cfg }
 
 // Name implements Engine.
-func (e *GoMLXEngine) Name() string { return "GoMLX " + e.backend.Name() + " (pure Go)" }
+func (e *GoMLXEngine) Name() string { return "GoMLX, backend " + e.backend.Name() }
 
 // Close implements Engine.
 func (e *GoMLXEngine) Close() error {
