@@ -30,6 +30,8 @@ func NewRoot() *cobra.Command {
 // commands lists the constructors of the top-level subcommands, one per line
 // so that adding a command touches one line.
 var commands = []func() *cobra.Command{
+	newInfoCmd,
+	newConvertCmd,
 	newModelCmd,
 }
 
