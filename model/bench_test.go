@@ -189,7 +189,7 @@ func torchTrain(b *testing.B) (float64, bool) {
 // (the gradients are computed and returned, no optimiser update), like
 // tools/torch_train_step.py.
 func trainStepBench(b *testing.B, ctx *context.Context, cfg Config) *context.Exec {
-	e, err := context.NewExec(trainBackend(b), ctx, func(ctx *context.Context, x, labels *graph.Node) []*graph.Node {
+	e, err := context.NewExec(testBackend(), ctx, func(ctx *context.Context, x, labels *graph.Node) []*graph.Node {
 		ctx.SetTraining(x.Graph(), true)
 		loss := crossEntropy(Forward(ctx, cfg, x, Options{}), labels, cfg.Classes)
 		return append([]*graph.Node{loss}, ctx.BuildTrainableVariablesGradientsGraph(loss)...)

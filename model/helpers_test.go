@@ -11,23 +11,21 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/sbinet/npyio"
+
+	"github.com/covseg/covseg/backend"
 )
 
-// testBackend is the CPU backend the tests run on.
+// testBackend is covseg's default backend (the pure-Go adapter unless
+// GOMLX_BACKEND says otherwise), which can also train.
 var testBackend = sync.OnceValue(func() backends.Backend {
-	b, err := simplego.New("")
+	b, err := backend.New()
 	if err != nil {
 		panic(err)
 	}
 	return b
 })
-
-// trainBackend is the backend of the training tests, which need gradients
-// of convolutions.
-func trainBackend(t testing.TB) backends.Backend { return testBackend() }
 
 // repoRoot is the directory holding go.mod, found upwards from the package.
 func repoRoot(t testing.TB) string {

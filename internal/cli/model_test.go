@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,13 +9,6 @@ import (
 
 	"github.com/covseg/covseg/model"
 )
-
-func run(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := Execute(args, &out, &errb)
-	return out.String(), errb.String(), code
-}
 
 // TestModelInitInfo creates a narrow model and reads it back.
 func TestModelInitInfo(t *testing.T) {

@@ -32,6 +32,7 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
+	newEvaluateCmd,
 	newModelCmd,
 }
 
