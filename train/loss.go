@@ -28,7 +28,7 @@ func Loss(logits, labels *graph.Node, c LossConfig) LossTerms {
 	classes := logits.Shape().Dimensions[1]
 	logp := graph.LogSoftmax(logits, 1)
 	onehot := graph.OneHot(graph.ConvertDType(labels, dtypes.Int32), classes, dtypes.Float32) // [B, D, H, W, C]
-	onehot = graph.TransposeAllDims(onehot, 0, 4, 1, 2, 3)                                     // [B, C, D, H, W]
+	onehot = graph.TransposeAllDims(onehot, 0, 4, 1, 2, 3)                                    // [B, C, D, H, W]
 	ce := graph.Neg(graph.ReduceAllMean(graph.ReduceSum(graph.Mul(logp, onehot), 1)))
 
 	k := c.DiceClass
