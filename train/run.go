@@ -212,28 +212,26 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 		return &Result{State: r.st}, nil
 	}
 	for !r.st.Done(cfg) {
-		ph := cfg.Phases[r.st.Phase]
 		if err := r.eng.SetPhase(r.st.Phase); err != nil {
 			return nil, err
 		}
 		if r.st.Epoch == 0 && r.st.Batch == 0 && r.st.Phase > 0 && cfg.Optimizer.ResetEachPhase {
+			// Idempotent: a run resumed at the start of a phase resets again.
 			if err := r.eng.ResetOptimizer(); err != nil {
 				return nil, err
 			}
 		}
-		for r.st.Epoch < ph.Epochs {
-			interrupted, err := r.epoch(ctx)
-			if err != nil {
+		interrupted, err := r.epoch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if interrupted {
+			if err := r.saveLast(); err != nil {
 				return nil, err
 			}
-			if interrupted {
-				if err := r.saveLast(); err != nil {
-					return nil, err
-				}
-				fmt.Fprintf(r.log, "interrupted: saved %s at epoch %d, batch %d (step %d); continue with --resume %s\n",
-					filepath.Join(r.dir, FileLast), r.st.GlobalEpoch(cfg)+1, r.st.Batch, r.st.Step, r.dir)
-				return &Result{State: r.st, Interrupted: true}, nil
-			}
+			fmt.Fprintf(r.log, "interrupted: saved %s at epoch %d, batch %d (step %d); continue with --resume %s\n",
+				filepath.Join(r.dir, FileLast), r.st.GlobalEpoch(cfg)+1, r.st.Batch, r.st.Step, r.dir)
+			return &Result{State: r.st, Interrupted: true}, nil
 		}
 	}
 	fmt.Fprintf(r.log, "finished %d epochs; best validation Dice %.4f at epoch %d\n", cfg.TotalEpochs(), r.st.BestDice, r.st.BestEpoch)
