@@ -34,6 +34,8 @@ var commands = []func() *cobra.Command{
 	newConvertCmd,
 	newEvaluateCmd,
 	newModelCmd,
+	newTrainCmd,
+	newBenchCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
