@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/train"
@@ -215,5 +217,24 @@ func TestBenchTrain(t *testing.T) {
 	}
 	if _, errs, code := run(t, "bench", "train", "--dtype", "f16"); code == 0 || !strings.Contains(errs, "f32 or bf16") {
 		t.Errorf("bad dtype: exit %d: %s", code, errs)
+	}
+}
+
+// TestInterruptibleSignal: the first SIGTERM cancels the training context
+// (and says so) instead of killing the process.
+func TestInterruptibleSignal(t *testing.T) {
+	var msg strings.Builder
+	ctx, stop := interruptible(context.Background(), &msg)
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM did not cancel the context")
+	}
+	if !strings.Contains(msg.String(), "saving and stopping after the current batch") {
+		t.Errorf("message %q", msg.String())
 	}
 }
