@@ -234,12 +234,27 @@ func ParseConfig(b []byte) (Config, error) {
 	return cfg, nil
 }
 
-// YAML returns the config as YAML, as ReadConfig reads it.
+// YAML returns the config as YAML, as ReadConfig reads it, with a comment
+// on each field.
 func (c Config) YAML() ([]byte, error) {
+	var root yaml.Node
+	if err := root.Encode(c); err != nil {
+		return nil, fmt.Errorf("train: config to YAML: %w", err)
+	}
+	annotate(&root, "")
+	root.HeadComment = "covseg train config: every field is optional, a missing one takes the value shown\n(the paper's recipe). Relative paths are relative to this file's folder."
+	return encodeYAML(&root)
+}
+
+// canonicalYAML is the config as YAML without comments, the form its hash
+// is taken of (comment wording may change between versions).
+func (c Config) canonicalYAML() ([]byte, error) { return encodeYAML(c) }
+
+func encodeYAML(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("train: config to YAML: %w", err)
 	}
 	if err := enc.Close(); err != nil {
@@ -248,9 +263,66 @@ func (c Config) YAML() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// fieldComments explain the config's fields in the printed YAML, by path.
+var fieldComments = map[string]string{
+	"seed":                        "model initialisation, data order and augmentation",
+	"data.manifest":               "CSV of cases: image, mask, split (train/val/test), dataset",
+	"data.grid":                   "D, H, W every volume is resized to",
+	"data.window":                 "HU window mapped onto 0..1",
+	"data.batch_size":             "cases per batch",
+	"model.init":                  "start from this covseg model file (only its network)",
+	"model.width":                 "channel multiplier; 1 = the paper's network",
+	"model.classes":               "output classes, background included",
+	"model.pretrained":            "torchvision r3d_18 .pth (Kinetics-400) for the encoder",
+	"backend.name":                "GoMLX backend: empty = $GOMLX_BACKEND or covseg's CPU backend; xla:cuda",
+	"backend.dtype":               "float32, or bfloat16 (mixed precision, XLA backends only)",
+	"loss.dice_weight":            "loss = dice_weight·(1 − soft Dice) + ce_weight·cross-entropy",
+	"loss.dice_class":             "class whose Dice is optimised and reported",
+	"loss.dice_smooth":            "added to the Dice's numerator and denominator",
+	"optimizer.beta2":             "AdamW; β1 follows the schedule",
+	"optimizer.weight_decay":      "decoupled: p ← p·(1 − lr·wd)",
+	"optimizer.decay_bn_and_bias": "also decay BatchNorm parameters and biases",
+	"optimizer.accumulate":        "batches whose gradients are summed before an update",
+	"optimizer.clip_grad_norm":    "clip the global gradient norm; 0 = off",
+	"optimizer.reset_each_phase":  "fresh optimiser state at each phase (fastai keeps it)",
+	"schedule.pct_start":          "one-cycle: share of the updates warming up",
+	"schedule.div":                "the warm-up starts at lr/div",
+	"schedule.div_final":          "and the phase ends at lr/div_final",
+	"schedule.beta1_max":          "β1 starts and ends here",
+	"schedule.beta1_min":          "and is lowest at the top of the warm-up",
+	"phases":                      "fit_one_cycle runs, one after the other",
+	"checkpoint.keep_epochs":      "keep epoch_NNN.ckpt of the last N epochs (-1 all, 0 none)",
+}
+
+// annotate sets the comments of fieldComments on the keys of a mapping
+// node tree; path is the dotted path of n.
+func annotate(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			annotate(c, path)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if path != "" {
+				key = path + "." + key
+			}
+			if c, ok := fieldComments[key]; ok {
+				if v := n.Content[i+1]; v.Style&yaml.FlowStyle != 0 {
+					v.LineComment = c // a key's comment is lost before a flow sequence
+				} else {
+					n.Content[i].LineComment = c
+				}
+			}
+			annotate(n.Content[i+1], key)
+		}
+	}
+}
+
 // hash identifies the config a checkpoint was written under.
 func (c Config) hash() string {
-	b, err := c.YAML()
+	b, err := c.canonicalYAML()
 	if err != nil {
 		return ""
 	}
