@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,11 @@ import (
 // The benchmarks time the recipe's training step (forward, loss, backward,
 // AdamW update) at 1x1x16x64x64 on covseg's CPU backend:
 //
-//	go test -run '^$' -bench TrainStep -benchtime 3x ./train
+//	go test -run '^$' -bench TrainStep -benchtime 1x -timeout 2h ./train
+//
+// COVSEG_BENCH_SHAPE=DxHxW sets another input size (full width at
+// 16x64x64 needs about 20 GB of memory on the CPU backend; 8x32x32 about
+// 4.5 GB).
 //
 // They report seconds per step, the peak Go heap during the timed steps
 // and the process's peak RSS. For full width (the paper's network) they run
@@ -26,6 +31,15 @@ import (
 // shape, steps and threads) and report covseg's time and memory over
 // PyTorch's (x-torch, rss-x-torch).
 var benchShape = [3]int{16, 64, 64}
+
+func init() {
+	if s := os.Getenv("COVSEG_BENCH_SHAPE"); s != "" {
+		var d, h, w int
+		if n, err := fmt.Sscanf(s, "%dx%dx%d", &d, &h, &w); n == 3 && err == nil && d > 0 && h > 0 && w > 0 {
+			benchShape = [3]int{d, h, w}
+		}
+	}
+}
 
 func BenchmarkTrainStepFull(b *testing.B)   { benchTrainStep(b, 1) }
 func BenchmarkTrainStepNarrow(b *testing.B) { benchTrainStep(b, 0.25) }
