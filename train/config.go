@@ -46,7 +46,9 @@ type Config struct {
 // the interim loader need; the data package's own configuration (caching,
 // augmentation) replaces it when it lands.
 type DataConfig struct {
-	// Manifest is the CSV listing the cases (image, mask, split).
+	// Manifest is the CSV listing the cases (image, mask, split). A
+	// relative path is taken from the config file's folder (covseg train
+	// writes it absolute into the run folder's config.yaml).
 	Manifest string `yaml:"manifest"`
 	// Grid is the input size D, H, W every volume is resized to.
 	Grid [3]int `yaml:"grid,flow"`

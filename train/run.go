@@ -30,7 +30,8 @@ type Options struct {
 	// Backend runs the computation; nil means NewBackend(Config.Backend.Name).
 	Backend backends.Backend
 	// Train yields the training batches, Val the validation cases (each
-	// item of a validation batch is one case); Val may be nil.
+	// item of a validation batch is one case). Val may be nil: then no
+	// validation metrics and no best.ckpt.
 	Train, Val Source
 	// Log receives the progress bar and one summary line per epoch; nil
 	// discards them.
