@@ -31,8 +31,8 @@ import (
 // tree, as ratios (x-torch: covseg seconds / PyTorch seconds).
 var benchShape = []int{1, 1, 16, 64, 64}
 
-func BenchmarkForwardFull(b *testing.B)     { benchForward(b, 64) }
-func BenchmarkForwardNarrow(b *testing.B)   { benchForward(b, 16) }
+func BenchmarkForwardFull(b *testing.B)   { benchForward(b, 64) }
+func BenchmarkForwardNarrow(b *testing.B) { benchForward(b, 16) }
 func BenchmarkTrainStepFull(b *testing.B) {
 	// On the pure-Go backend a full-width step at this size needs well over
 	// 12 GB (the forward alone peaks at about 10 GB of Go heap).
