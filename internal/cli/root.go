@@ -32,6 +32,8 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
+	newLungsCmd,
+	newReportCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
