@@ -68,7 +68,7 @@ func checkFixture(t *testing.T, key string) {
 	if got, w := corners(v.Dims, v.Affine), corners(volume.Dims(want.Dims), want.AffineRAS); !sameCorners(got, w, tol) {
 		t.Fatalf("box corners %v, reference %v", got, w)
 	}
-	c := canonical(v)
+	c := v.Canonical()
 	if c.Dims != volume.Dims(want.Dims) {
 		t.Fatalf("canonical dims %v, want %v", c.Dims, want.Dims)
 	}
@@ -130,36 +130,4 @@ func sameCorners(a, b [][3]float64, tol float64) bool {
 		}
 	}
 	return true
-}
-
-// canonical reorients v to the closest RAS+ axis order by permuting and
-// flipping axes (what nibabel's as_closest_canonical does), so that voxels
-// can be compared with the reference's hash.
-// TODO(covseg): use volume's reorientation once it is on main.
-func canonical(v *volume.Volume) *volume.Volume {
-	perm, flip := v.Affine.Ornt()
-	var d volume.Dims
-	for a := 0; a < 3; a++ {
-		d[perm[a]] = v.Dims[a]
-	}
-	// t maps a canonical index to the source index: src[a] = flip ? n-1-o : o.
-	var t volume.Affine
-	t[3][3] = 1
-	for a := 0; a < 3; a++ {
-		if flip[a] {
-			t[a][perm[a]], t[a][3] = -1, float64(v.Dims[a]-1)
-		} else {
-			t[a][perm[a]] = 1
-		}
-	}
-	out := &volume.Volume{Dims: d, Data: make([]float32, len(v.Data)), Affine: v.Affine.Mul(t)}
-	for k := 0; k < d[2]; k++ {
-		for j := 0; j < d[1]; j++ {
-			for i := 0; i < d[0]; i++ {
-				s := t.Apply([3]float64{float64(i), float64(j), float64(k)})
-				out.Data[d.Index(i, j, k)] = v.At(int(s[0]), int(s[1]), int(s[2]))
-			}
-		}
-	}
-	return out
 }

@@ -75,7 +75,7 @@ func checkFixture(t *testing.T, path string, e ioExpect) {
 			s, e.Min, e.Max, e.Mean, e.Sum, e.Nonfinite)
 	}
 
-	c := canonical(v)
+	c := v.Canonical()
 	if got := c.Dims[:]; !equalInts(got, e.Dims) {
 		t.Errorf("canonical dims %v, nibabel %v", got, e.Dims)
 	}

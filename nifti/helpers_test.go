@@ -55,42 +55,6 @@ func affineFrom(t testing.TB, m [][]float64) volume.Affine {
 	return a
 }
 
-// canonical reorders a volume's axes and flips them so that the affine is
-// closest to RAS+, as nibabel's as_closest_canonical does for an affine
-// whose axes are not ambiguous, and returns the reordered volume.
-func canonical(v *volume.Volume) *volume.Volume {
-	perm, neg := v.Affine.Ornt()
-	var src [3]int // voxel axis that becomes world axis w
-	for ax, w := range perm {
-		src[w] = ax
-	}
-	var d volume.Dims
-	var t volume.Affine // new index -> old index
-	t[3][3] = 1
-	for w := 0; w < 3; w++ {
-		ax := src[w]
-		d[w] = v.Dims[ax]
-		if neg[ax] {
-			t[ax][w], t[ax][3] = -1, float64(d[w]-1)
-		} else {
-			t[ax][w] = 1
-		}
-	}
-	out := &volume.Volume{Dims: d, Data: make([]float32, len(v.Data)), Affine: v.Affine.Mul(t)}
-	for k := 0; k < d[2]; k++ {
-		for j := 0; j < d[1]; j++ {
-			for i := 0; i < d[0]; i++ {
-				var old [3]int
-				for r := 0; r < 3; r++ {
-					old[r] = int(t[r][0]*float64(i) + t[r][1]*float64(j) + t[r][2]*float64(k) + t[r][3])
-				}
-				out.Data[d.Index(i, j, k)] = v.At(old[0], old[1], old[2])
-			}
-		}
-	}
-	return out
-}
-
 // stats are min, max, mean and sum of the finite values, and how many are not.
 type stats struct {
 	min, max, mean, sum float64

@@ -235,7 +235,7 @@ func TestFlippedAxis(t *testing.T) {
 				}
 				// In RAS+ order the marker's index follows from its world
 				// position alone.
-				c := canonical(got)
+				c := got.Canonical()
 				inv, _ := c.Affine.Inverse()
 				idx := inv.Apply(wantWorld)
 				if c.At(int(math.Round(idx[0])), int(math.Round(idx[1])), int(math.Round(idx[2]))) != 7 {

@@ -9,7 +9,7 @@ import (
 	"github.com/covseg/covseg/lungs"
 	"github.com/covseg/covseg/montage"
 	"github.com/covseg/covseg/nifti"
-	"github.com/covseg/covseg/report"
+	severity "github.com/covseg/covseg/report"
 	"github.com/covseg/covseg/volio"
 )
 
@@ -54,8 +54,8 @@ right on the image's left, anterior up) with the lungs outlined.`,
 			warnLungs(cmd.ErrOrStderr(), res)
 			if png != "" {
 				img, err := montage.Render(v, []montage.Overlay{{Label: res.Mask, Styles: map[uint8]montage.Style{
-					lungs.Right: {Name: "right lung", Color: report.RightColor, Outline: true, Fill: 0.15},
-					lungs.Left:  {Name: "left lung", Color: report.LeftColor, Outline: true, Fill: 0.15},
+					lungs.Right: {Name: "right lung", Color: severity.RightColor, Outline: true, Fill: 0.15},
+					lungs.Left:  {Name: "left lung", Color: severity.LeftColor, Outline: true, Fill: 0.15},
 				}}}, montage.Options{Title: fmt.Sprintf("%s: right lung %.0f ml, left lung %.0f ml", args[0], res.RightML, res.LeftML)})
 				if err != nil {
 					return err

@@ -9,7 +9,7 @@ import (
 	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/covseg/covseg/lungs"
 	"github.com/covseg/covseg/montage"
-	"github.com/covseg/covseg/report"
+	severity "github.com/covseg/covseg/report"
 	"github.com/covseg/covseg/volio"
 	"github.com/covseg/covseg/volume"
 )
@@ -58,11 +58,11 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 					return err
 				}
 			}
-			r, err := report.Compute(ct, mask, lungMask, report.Options{Version: Version, Lungs: opt})
+			r, err := severity.Compute(ct, mask, lungMask, severity.Options{Version: Version, Lungs: opt})
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", ctPath, maskPath, err)
 			}
-			r.Inputs = report.Inputs{CT: ctPath, Mask: maskPath, Lungs: lungsPath, LungsComputed: lungsPath == ""}
+			r.Inputs = severity.Inputs{CT: ctPath, Mask: maskPath, Lungs: lungsPath, LungsComputed: lungsPath == ""}
 			return writeReport(cmd.OutOrStdout(), r, ct, mask, asJSON, mdPath, pngPath)
 		},
 	}
@@ -79,7 +79,7 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 }
 
 // writeReport prints the report and writes the files asked for.
-func writeReport(w io.Writer, r *report.Report, ct *volume.Volume, mask *volume.Label, asJSON bool, mdPath, pngPath string) error {
+func writeReport(w io.Writer, r *severity.Report, ct *volume.Volume, mask *volume.Label, asJSON bool, mdPath, pngPath string) error {
 	md := r.Markdown()
 	if asJSON {
 		b, err := r.JSON()

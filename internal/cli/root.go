@@ -32,6 +32,8 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
+	newDataCmd,
+	newEvaluateCmd,
 	newLungsCmd,
 	newReportCmd,
 }
