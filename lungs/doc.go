@@ -112,7 +112,10 @@
 // left lung, which lies along the chest wall too. On a normal lung the
 // closing adds under 1 % of its volume (a TotalSegmentator chest crop).
 // Without bone in a slice (a tight crop), nothing is added there but the
-// filled holes.
+// filled holes. In a crop that cuts through the rib cage, the hull of the
+// bone it keeps can pass through the mediastinum, and the closing may then
+// add hilar vessels and bronchi next to the lung (some tens of ml on the
+// IBSI crop among the shared fixtures).
 //
 // An airway removed down into the lung leaves a hole that step 7 fills,
 // except where the bronchus runs along the lung's surface at the hilum;

@@ -85,8 +85,8 @@ type Result struct {
 	MidlineFrom string
 	// Split says how the lungs were told apart: "separate" (they were
 	// separate components), "erosion N mm" (they touched and were
-	// separated by eroding N mm), "midline plane", or "one side" when only
-	// one lung was found.
+	// separated by eroding N mm), "midline plane", "one side" when only
+	// one lung was found, or "none".
 	Split string
 }
 

@@ -96,6 +96,8 @@ func splitWords(split string) string {
 		return "were apart"
 	case "one side":
 		return "found on one side only"
+	case "none":
+		return "not found"
 	case "midline plane":
 		return "touched and were cut at the midline plane"
 	}
