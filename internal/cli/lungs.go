@@ -80,7 +80,8 @@ right on the image's left, anterior up) with the lungs outlined.`,
 func addLungsFlags(f flagSet, opt *lungs.Options) {
 	f.Float64Var(&opt.AirHU, "air-hu", opt.AirHU, "voxels below are air")
 	f.Float64Var(&opt.AirwayHU, "airway-hu", opt.AirwayHU, "regions whose median is below are pure gas (airways, outside air)")
-	f.Float64Var(&opt.ClosingRadiusMM, "closing-radius", opt.ClosingRadiusMM, "radius in mm of the closing that keeps dense lung at the pleura")
+	f.Float64Var(&opt.ClosingRadiusMM, "closing-radius", opt.ClosingRadiusMM, "radius in mm of the closing that keeps dense lung at the pleura (0: off)")
+	f.Float64Var(&opt.BridgeMM, "bridge", opt.BridgeMM, "longest chord in mm across the mouth of a bite of dense lung at the pleura that is bridged (0: off)")
 	f.Float64Var(&opt.CostalBandMM, "costal-band", opt.CostalBandMM, "how far in mm from the rib cage the closing may add")
 }
 
