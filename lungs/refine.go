@@ -25,7 +25,7 @@ func (s *seg) refine() {
 	n := (s.nx + 2*mx) * (s.ny + 2*my)
 	forEach(s.opt.Workers, s.nz, func() *refineScratch {
 		return &refineScratch{m: make([]uint8, n), bg: make([]uint8, n), cand: make([]uint8, n),
-			d: make([]float64, n), lab: make([]int32, n), shift: make([]int, max(s.nx, s.ny)+2*max(mx, my))}
+			d: make([]float64, n), lab: make([]int32, n), shift: make([]int, max(s.nx, s.ny))}
 	}, func(sc *refineScratch, k int) {
 		for _, l := range []uint8{Right, Left} {
 			s.refineLabel(sc, k, l)
@@ -119,7 +119,7 @@ func (s *seg) refineLabel(sc *refineScratch, k int, l uint8) {
 		}
 		s.closing(sc, m, w, h)
 		if s.opt.BridgeMM > 0 {
-			s.bridge(sc, m, sc.cand[:w*h], w, h)
+			s.bridge(sc, m, sc.cand[:w*h], w, h, mx, my, mx+x1-x0, my+y1-y0)
 		}
 		cand := sc.cand[:w*h]
 		added := false
@@ -240,50 +240,52 @@ var bridgeDirections = [...][2]int{{1, 0}, {2, 1}, {1, 1}, {1, 2}, {0, 1}, {-1, 
 // segments, whose union is a convex hull limited to chords of BridgeMM.
 // Unlike a closing by a disc it fills a bite in the lung's border right up
 // to the chord across its mouth.
-func (s *seg) bridge(sc *refineScratch, m, cand []uint8, w, h int) {
+func (s *seg) bridge(sc *refineScratch, m, cand []uint8, w, h, bx0, by0, bx1, by1 int) {
 	for _, d := range bridgeDirections {
 		// Walk lines along the major axis u (x when |dx| ≥ |dy|), one pixel
-		// per step, the minor coordinate v shifting by round(u·slope).
+		// per step, the minor coordinate v shifting by round(u·slope), over
+		// the lung's bounding box only: chords between lung pixels stay in
+		// it.
 		xMajor := abs(d[0]) >= abs(d[1])
-		nu, nv, su, sv := w, h, s.sx, s.sy
+		u0, u1, v0, v1 := bx0, bx1, by0, by1
+		su, sv := s.sx, s.sy
+		strideU, strideV := 1, w
 		slope := float64(d[1]) / float64(d[0])
 		if !xMajor {
-			nu, nv, su, sv = h, w, s.sy, s.sx
+			u0, u1, v0, v1 = by0, by1, bx0, bx1
+			su, sv = s.sy, s.sx
+			strideU, strideV = w, 1
 			slope = float64(d[0]) / float64(d[1])
 		}
 		step := math.Hypot(su, slope*sv) // mm per step along the line
 		maxSteps := int(math.Floor(s.opt.BridgeMM/step + 1e-9))
+		nu := u1 - u0 + 1
 		shift := sc.shift[:nu]
 		lo, hi := 0, 0
-		for u := range shift {
-			shift[u] = int(math.Floor(float64(u)*slope + 0.5))
-			lo, hi = min(lo, shift[u]), max(hi, shift[u])
+		for t := range shift {
+			shift[t] = int(math.Floor(float64(t)*slope + 0.5))
+			lo, hi = min(lo, shift[t]), max(hi, shift[t])
 		}
-		at := func(u, v int) int {
-			if xMajor {
-				return v*w + u
-			}
-			return u*w + v
-		}
-		for v0 := -hi; v0 < nv-lo; v0++ {
+		for line := v0 - hi; line <= v1-lo; line++ {
 			last := -1
-			for u := 0; u < nu; u++ {
-				v := v0 + shift[u]
-				if v < 0 || v >= nv {
+			for t := 0; t < nu; t++ {
+				v := line + shift[t]
+				if v < v0 || v > v1 {
 					last = -1
 					continue
 				}
-				if mk := m[at(u, v)]; mk != mLung && mk != mHole {
+				i := (u0+t)*strideU + v*strideV
+				if mk := m[i]; mk != mLung && mk != mHole {
 					continue
 				}
-				if last >= 0 && u-last > 2 && u-last <= maxSteps {
-					for g := last + 1; g < u; g++ {
-						if i := at(g, v0+shift[g]); cand[i] == 0 {
-							cand[i] = mBridge
+				if last >= 0 && t-last > 2 && t-last <= maxSteps {
+					for g := last + 1; g < t; g++ {
+						if j := (u0+g)*strideU + (line+shift[g])*strideV; cand[j] == 0 {
+							cand[j] = mBridge
 						}
 					}
 				}
-				last = u
+				last = t
 			}
 		}
 	}
