@@ -89,7 +89,7 @@ func TestLungsCommandErrors(t *testing.T) {
 		{[]string{"lungs", filepath.Join(dir, "missing.nii.gz"), "-o", filepath.Join(dir, "o.nii.gz")}, "missing.nii.gz"},
 		{[]string{"lungs", notNifti, "-o", filepath.Join(dir, "o.nii.gz")}, "notes.nii.gz"},
 		{[]string{"lungs", notNifti}, "-o"},
-		{[]string{"lungs", fixture(t, "totalseg_chest_crop.nii.gz"), "-o", filepath.Join(dir, "o.nii.gz"), "--closing-radius", "-3"}, "negative"},
+		{[]string{"lungs", fixture(t, "totalseg_chest_crop.nii.gz"), "-o", filepath.Join(dir, "o.nii.gz"), "--bridge", "-3"}, "negative"},
 	} {
 		_, stderr, code := run(t, c.args...)
 		if code == 0 || !strings.Contains(stderr, c.want) {
