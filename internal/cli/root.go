@@ -36,6 +36,7 @@ var commands = []func() *cobra.Command{
 	newEvaluateCmd,
 	newLungsCmd,
 	newReportCmd,
+	newModelCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
