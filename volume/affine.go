@@ -93,11 +93,12 @@ func (a Affine) Spacing() [3]float64 {
 	return s
 }
 
-// Equal reports whether every entry differs by at most tol.
+// Equal reports whether every entry differs by at most tol. An entry that
+// is NaN, or infinite in both, never counts as equal.
 func (a Affine) Equal(b Affine, tol float64) bool {
 	for r := 0; r < 4; r++ {
 		for c := 0; c < 4; c++ {
-			if math.Abs(a[r][c]-b[r][c]) > tol {
+			if !(math.Abs(a[r][c]-b[r][c]) <= tol) {
 				return false
 			}
 		}
@@ -115,9 +116,10 @@ func LPSToRAS(a Affine) Affine {
 }
 
 // AxCodes returns, for each voxel axis, the world direction it points to most
-// ("R"/"L", "A"/"P", "S"/"I"), as nibabel's aff2axcodes does. An axis whose
-// dominant direction is shared with an earlier axis still gets the best free
-// one, so the result is always a permutation.
+// ("R"/"L", "A"/"P", "S"/"I"), as nibabel's aff2axcodes does (see Ornt). An
+// axis whose dominant direction is shared with an earlier axis gets the best
+// free one, so the result is always a permutation; for a singular affine,
+// where nibabel gives None, see Ornt.
 func (a Affine) AxCodes() string {
 	pos := [3]byte{'R', 'A', 'S'}
 	neg := [3]byte{'L', 'P', 'I'}
@@ -134,40 +136,123 @@ func (a Affine) AxCodes() string {
 }
 
 // Ornt returns, for each voxel axis, the world axis (0 = x, 1 = y, 2 = z) it
-// is closest to and whether it points the negative way. Like nibabel's
-// io_orientation it picks the largest remaining |component| greedily, so the
-// world axes form a permutation even for oblique affines.
+// is closest to and whether it points the negative way. It follows nibabel's
+// io_orientation exactly: the 3x3 part, columns scaled to unit length, is
+// replaced by its closest orthogonal matrix (polar decomposition through the
+// SVD, singular values below max·3·eps dropped), and then, voxel axis by voxel
+// axis in order, the world axis with the largest |component| is taken and
+// removed from further choice. Oblique and sheared affines thus get
+// nibabel's answer, and the world axes always form a permutation.
+//
+// Where nibabel gives up (a singular affine, whose dropped voxel axes it
+// marks NaN), Ornt instead gives each such axis the first world axis still
+// free, pointing the positive way, so that reorientation stays possible.
 func (a Affine) Ornt() (worldAxis [3]int, negative [3]bool) {
-	// Normalise columns so that spacing does not bias the choice.
-	var m [3][3]float64
-	sp := a.Spacing()
-	for r := 0; r < 3; r++ {
-		for c := 0; c < 3; c++ {
-			if sp[c] > 0 {
-				m[r][c] = a[r][c] / sp[c]
-			}
-		}
-	}
-	usedRow := [3]bool{}
-	usedCol := [3]bool{}
-	for n := 0; n < 3; n++ {
-		best, br, bc := -1.0, 0, 0
-		for r := 0; r < 3; r++ {
-			if usedRow[r] {
+	r := closestRotation(a)
+	usedWorld := [3]bool{}
+	assigned := [3]bool{}
+	for ax := 0; ax < 3; ax++ {
+		best := -1
+		for w := 0; w < 3; w++ {
+			// nibabel zeroes the row of a used world axis; skipping it is
+			// the same, as is skipping entries within allclose's 1e-8.
+			if usedWorld[w] || math.Abs(r[w][ax]) <= 1e-8 {
 				continue
 			}
-			for c := 0; c < 3; c++ {
-				if usedCol[c] {
+			if best < 0 || math.Abs(r[w][ax]) > math.Abs(r[best][ax]) {
+				best = w
+			}
+		}
+		// No candidate: nibabel's np.allclose(col, 0) (atol 1e-8) holds.
+		if best < 0 {
+			continue
+		}
+		usedWorld[best], assigned[ax] = true, true
+		worldAxis[ax] = best
+		negative[ax] = r[best][ax] < 0
+	}
+	for ax := 0; ax < 3; ax++ {
+		if assigned[ax] {
+			continue
+		}
+		for w := 0; w < 3; w++ {
+			if !usedWorld[w] {
+				usedWorld[w] = true
+				worldAxis[ax], negative[ax] = w, false
+				break
+			}
+		}
+	}
+	return worldAxis, negative
+}
+
+// closestRotation returns the orthogonal factor of the polar decomposition
+// of the affine's 3x3 part after its columns are scaled to unit length
+// (zero columns left as they are), restricted to the numerical rank: the R
+// of nibabel's io_orientation. The SVD is a one-sided Jacobi (Hestenes)
+// iteration, accurate for small singular values too.
+func closestRotation(a Affine) [3][3]float64 {
+	var u [3][3]float64 // u[row][col], columns rotated in place
+	sp := a.Spacing()
+	for c := 0; c < 3; c++ {
+		z := sp[c]
+		if z == 0 {
+			z = 1
+		}
+		for r := 0; r < 3; r++ {
+			u[r][c] = a[r][c] / z
+		}
+	}
+	v := [3][3]float64{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}
+	const eps = 0x1p-52
+	for sweep := 0; sweep < 60; sweep++ {
+		rotated := false
+		for p := 0; p < 2; p++ {
+			for q := p + 1; q < 3; q++ {
+				var alpha, beta, gamma float64
+				for r := 0; r < 3; r++ {
+					alpha += u[r][p] * u[r][p]
+					beta += u[r][q] * u[r][q]
+					gamma += u[r][p] * u[r][q]
+				}
+				if gamma == 0 || math.Abs(gamma) <= eps*math.Sqrt(alpha*beta) {
 					continue
 				}
-				if v := math.Abs(m[r][c]); v > best {
-					best, br, bc = v, r, c
+				rotated = true
+				zeta := (beta - alpha) / (2 * gamma)
+				t := math.Copysign(1, zeta) / (math.Abs(zeta) + math.Sqrt(1+zeta*zeta))
+				c := 1 / math.Sqrt(1+t*t)
+				s := c * t
+				for r := 0; r < 3; r++ {
+					up, uq := u[r][p], u[r][q]
+					u[r][p], u[r][q] = c*up-s*uq, s*up+c*uq
+					vp, vq := v[r][p], v[r][q]
+					v[r][p], v[r][q] = c*vp-s*vq, s*vp+c*vq
 				}
 			}
 		}
-		usedRow[br], usedCol[bc] = true, true
-		worldAxis[bc] = br
-		negative[bc] = m[br][bc] < 0
+		if !rotated {
+			break
+		}
 	}
-	return worldAxis, negative
+	var sigma [3]float64
+	smax := 0.0
+	for c := 0; c < 3; c++ {
+		sigma[c] = math.Sqrt(u[0][c]*u[0][c] + u[1][c]*u[1][c] + u[2][c]*u[2][c])
+		smax = math.Max(smax, sigma[c])
+	}
+	tol := smax * 3 * eps
+	var out [3][3]float64
+	for i := 0; i < 3; i++ {
+		if !(sigma[i] > tol) {
+			continue
+		}
+		for r := 0; r < 3; r++ {
+			pr := u[r][i] / sigma[i]
+			for c := 0; c < 3; c++ {
+				out[r][c] += pr * v[c][i]
+			}
+		}
+	}
+	return out
 }

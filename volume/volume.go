@@ -6,6 +6,16 @@
 // +z Superior. DICOM's patient coordinate system is LPS+ (+x Left,
 // +y Posterior, +z Superior); readers of DICOM convert at the boundary by
 // negating the first two rows of the affine (see LPSToRAS).
+//
+// Operations, each keeping every voxel's world position consistent with the
+// affine: reorientation by permutations and flips (Canonical, Reorient,
+// Flip, and Reorientation plans whose Undo restores the input grid bit for
+// bit); resampling (ResizeTo a fixed grid, ResampleToSpacing, ResampleToGrid
+// through world coordinates, and ResizeChannels/ResampleChannels for class
+// probabilities held as one *Volume per channel); crops and pads on whole
+// voxels (Crop, Pad, CropOrPadTo, Region); intensity in place (Clip, Window,
+// ScaleMinMax, ZScore); and ArgMax/Threshold to labels. Label maps have the
+// same operations with nearest-neighbour sampling.
 package volume
 
 import (

@@ -29,7 +29,15 @@ func NewRoot() *cobra.Command {
 
 // commands lists the constructors of the top-level subcommands, one per line
 // so that adding a command touches one line.
-var commands = []func() *cobra.Command{}
+var commands = []func() *cobra.Command{
+	newInfoCmd,
+	newConvertCmd,
+	newDataCmd,
+	newEvaluateCmd,
+	newLungsCmd,
+	newReportCmd,
+	newModelCmd,
+}
 
 // Execute runs covseg with args and returns the process exit code.
 func Execute(args []string, stdout, stderr io.Writer) int {

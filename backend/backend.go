@@ -1,0 +1,157 @@
+// Package backend provides covseg's default GoMLX backend: a thin adapter
+// over GoMLX's pure-Go backend (simplego) that adds what training a 3D CNN
+// needs and simplego v0.26.0 lacks.
+//
+// # Choosing a backend
+//
+// New picks the backend in this order:
+//
+//   - If the environment variable GOMLX_BACKEND is set (non-empty), it is honoured
+//     exactly, in GoMLX's "<name>:<config>" syntax: "xla:cpu" for XLA's CPU
+//     PJRT plugin, "xla:cuda" for the CUDA plugin, "xla:/abs/path/pjrt_c_api_x.so"
+//     for a plugin file (options follow a comma: "xla:cuda,tf32"), "go" for
+//     plain simplego, "covcpu" or "covcpu:<options>" for this adapter.
+//     The XLA backend is compiled in only when building with cgo (the
+//     default on linux/amd64 and darwin) and without the "noxla" build tag.
+//     Its automatic download of PJRT plugins is switched off: install the
+//     plugin yourself (see github.com/gomlx/go-xla) or give its absolute
+//     path; PJRT_PLUGIN_LIBRARY_PATH sets where plugins are searched for.
+//   - Otherwise it returns this adapter ("covcpu"), which needs nothing but Go.
+//
+// The adapter's config (after "covcpu:") is a comma-separated list:
+// "conv=simplego" uses simplego's own convolution kernel (single-threaded,
+// 6 to 12 times slower per layer, but without im2col's temporary copies:
+// the patches of a 3x3x3 convolution take 27 times the memory of its input);
+// everything else is simplego's ("parallelism=N" caps its worker count).
+//
+// # What the adapter adds to simplego
+//
+//   - Reverse, built from one Gather.
+//   - Pad with any start/end (negative trims) and interior padding, built
+//     from Slice, Reshape, BroadcastInDim and Concatenate. GoMLX's
+//     gradients of Slice and of sum/mean pooling emit Pad.
+//   - ConvGeneral with nil strides and dilations filled with ones (simplego's
+//     shape inference rejects nil strides, which GoMLX's kernel gradient of
+//     any convolution without explicit dilations passes), computed as
+//     im2col followed by one parallel DotGeneral: any number of spatial axes,
+//     any axis layout, strides, negative or positive padding, input and kernel
+//     dilations. Grouped convolutions are handed to simplego unchanged.
+//
+// Everything else is simplego's. Delete this package the day simplego has
+// Pad, Reverse and a fast convolution.
+//
+// # Gradients GoMLX v0.26.0 does not have
+//
+// These are graph-level and no backend can add them: Rsqrt, Pad and Reverse
+// have no gradient (use Div(1, Sqrt(x)) or Pow(x, -0.5) instead of Rsqrt);
+// Interpolate's gradient is wrong (resize with Gather instead, whose
+// gradient is a ScatterSum); ReduceWindow max/min gradients need
+// SelectAndScatter, which simplego lacks.
+package backend
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+)
+
+// Name is the name under which the adapter is registered with GoMLX's
+// backend registry, for use in GOMLX_BACKEND ("covcpu" or "covcpu:<simplego config>").
+const Name = "covcpu"
+
+func init() {
+	backends.Register(Name, NewAdapter)
+}
+
+// New returns the backend covseg should use: the one GOMLX_BACKEND names if
+// that variable is set and not empty, otherwise the pure-Go adapter. See the
+// package documentation.
+func New() (backends.Backend, error) {
+	if config := os.Getenv(backends.ConfigEnvVar); config != "" {
+		return newFromConfig(config)
+	}
+	return NewAdapter("")
+}
+
+// newFromConfig creates the backend named by a GOMLX_BACKEND-style config,
+// turning GoMLX's panic for an unknown name into an error.
+func newFromConfig(config string) (b backends.Backend, err error) {
+	name, _, _ := strings.Cut(config, ":")
+	known := backends.List()
+	slices.Sort(known)
+	if !slices.Contains(known, name) {
+		return nil, fmt.Errorf("backend: %s=%q names backend %q, which is not compiled in (available: %s)",
+			backends.ConfigEnvVar, config, name, strings.Join(known, ", "))
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("backend: creating %s=%q: %v", backends.ConfigEnvVar, config, r)
+		}
+	}()
+	b, err = backends.NewWithConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("backend: creating %s=%q: %w", backends.ConfigEnvVar, config, err)
+	}
+	return b, nil
+}
+
+// NewAdapter returns the pure-Go adapter over simplego. config is a
+// comma-separated list of options: "conv=simplego" computes convolutions
+// with simplego's own (slow, single-threaded, but frugal with memory)
+// kernel instead of im2col; every other option goes to simplego unchanged
+// (e.g. "parallelism=4"). Empty config means the defaults.
+func NewAdapter(config string) (backends.Backend, error) {
+	var rest []string
+	directConv := false
+	for _, opt := range strings.Split(config, ",") {
+		switch opt {
+		case "conv=simplego":
+			directConv = true
+		case "conv=im2col":
+			directConv = false
+		default:
+			rest = append(rest, opt)
+		}
+	}
+	inner, err := simplego.New(strings.Join(rest, ","))
+	if err != nil {
+		return nil, fmt.Errorf("backend: creating simplego with config %q: %w", config, err)
+	}
+	caps := inner.Capabilities().Clone()
+	caps.Operations[backends.OpTypePad] = true
+	caps.Operations[backends.OpTypeReverse] = true
+	return &Backend{Backend: inner, caps: caps, directConv: directConv}, nil
+}
+
+// Backend is the adapter: simplego with the operations listed in the
+// package documentation added or replaced. Buffers and executables are
+// simplego's.
+type Backend struct {
+	backends.Backend // simplego
+	caps             backends.Capabilities
+	directConv       bool // use simplego's convolution kernel
+}
+
+// Name returns the adapter's registered name.
+func (b *Backend) Name() string { return Name }
+
+// String returns the adapter's registered name.
+func (b *Backend) String() string { return Name }
+
+// Description describes the adapter and the backend it wraps.
+func (b *Backend) Description() string {
+	return "covseg CPU adapter over " + b.Backend.Description()
+}
+
+// Capabilities returns simplego's capabilities plus Pad and Reverse.
+func (b *Backend) Capabilities() backends.Capabilities { return b.caps }
+
+// Builder returns a builder whose ops are simplego's except those the
+// adapter adds or replaces.
+func (b *Backend) Builder(name string) backends.Builder {
+	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv}
+}

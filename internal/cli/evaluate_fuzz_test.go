@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzReadManifest feeds arbitrary bytes as a manifest: it must give cases
+// with both paths or a clear error, never panic.
+func FuzzReadManifest(f *testing.F) {
+	f.Add([]byte("pred,truth,case\na.nii.gz,b.nii.gz,x\n"))
+	f.Add([]byte("a.nii,b.nii\n# comment\n/abs/c.nii, d.nii ,name\n"))
+	f.Add([]byte("truth,pred\n\"q,1.nii\",\"r\n.nii\"\n"))
+	f.Add([]byte("pred\n"))
+	f.Add([]byte("\"unterminated\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), "m.csv")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cases, err := readManifest(path)
+		if err != nil {
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the manifest", err)
+			}
+			return
+		}
+		for _, c := range cases {
+			if c.pred == "" || c.truth == "" || c.name == "" {
+				t.Errorf("case %+v lacks a path or name", c)
+			}
+		}
+	})
+}
+
+// FuzzCaseName: never empty for a non-empty base name, never longer.
+func FuzzCaseName(f *testing.F) {
+	for _, s := range []string{"study_0255_mask.nii.gz", "_mask.nii", ".nii.gz", "x-SEG.nii", "a.b.c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		base := filepath.Base(s)
+		got := caseName(s)
+		if got == "" {
+			t.Errorf("caseName(%q) is empty", s)
+		}
+		if len(got) > len(base) {
+			t.Errorf("caseName(%q) = %q is longer than the base name", s, got)
+		}
+	})
+}
