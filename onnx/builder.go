@@ -52,12 +52,13 @@ type Builder struct {
 	weights map[string]Tensor
 
 	nodes   []*onnxpb.NodeProto
-	inits   []*onnxpb.TensorProto
+	params  []string              // weight names used, in order of first use
+	consts  []*onnxpb.TensorProto // the builder's own constants
 	inputs  []*onnxpb.ValueInfoProto
 	outputs []*onnxpb.ValueInfoProto
 
 	initDone map[string]bool  // weight names already added as initializers
-	consts   map[int64]string // the builder's own int64 scalar initializers
+	int64s   map[int64]string // names of the int64 scalar constants
 	values   map[string]int   // value name -> channel count (axis 1), -1 if unknown
 	err      error
 }
@@ -72,7 +73,7 @@ func NewBuilder(weights map[string]Tensor) *Builder {
 	return &Builder{
 		weights:  weights,
 		initDone: map[string]bool{},
-		consts:   map[int64]string{},
+		int64s:   map[int64]string{},
 		values:   map[string]int{},
 	}
 }
@@ -207,7 +208,7 @@ func (b *Builder) param(name string, shape ...int) string {
 	}
 	if !b.initDone[name] {
 		b.initDone[name] = true
-		b.inits = append(b.inits, floatTensor(name, w.Shape, w.Data))
+		b.params = append(b.params, name)
 	}
 	return name
 }
@@ -426,13 +427,13 @@ func (b *Builder) op(opType, base string, in []string, attrs ...*onnxpb.Attribut
 
 // int64Const returns an initializer holding the int64 scalar v, made once.
 func (b *Builder) int64Const(v int64) string {
-	if name, ok := b.consts[v]; ok {
+	if name, ok := b.int64s[v]; ok {
 		return name
 	}
 	name := b.newValue("covseg.const.int64."+strconv.FormatInt(v, 10), -1)
-	b.consts[v] = name
+	b.int64s[v] = name
 	dt := int32(onnxpb.TensorProto_INT64)
-	b.inits = append(b.inits, &onnxpb.TensorProto{Name: &name, DataType: &dt, Int64Data: []int64{v}})
+	b.consts = append(b.consts, &onnxpb.TensorProto{Name: &name, DataType: &dt, Int64Data: []int64{v}})
 	return name
 }
 

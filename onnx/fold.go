@@ -7,15 +7,22 @@ import (
 	"github.com/covseg/covseg/onnx/onnxpb"
 )
 
-// foldBatchNorms returns the graph's nodes and initializers with every
+// namedTensor is a parameter made by folding.
+type namedTensor struct {
+	name string
+	t    Tensor
+}
+
+// foldBatchNorms returns the graph's nodes with every
 // BatchNormalization whose input is a Conv output used by nothing else folded
 // into that Conv:
 //
 //	s = gamma / sqrt(var + eps),  W' = W * s (per output channel),  b' = (b - mean) * s + beta.
 //
-// The arithmetic is float64, rounded once to float32. Initializers no node
-// uses any more are dropped. b's own slices are not changed.
-func (b *Builder) foldBatchNorms() ([]*onnxpb.NodeProto, []*onnxpb.TensorProto) {
+// The arithmetic is float64, rounded once to float32. It also returns the
+// new parameters the folded convolutions read. b's own slices are not
+// changed.
+func (b *Builder) foldBatchNorms() ([]*onnxpb.NodeProto, []namedTensor) {
 	producer := map[string]int{}
 	uses := map[string]int{}
 	for i, n := range b.nodes {
@@ -45,7 +52,7 @@ func (b *Builder) foldBatchNorms() ([]*onnxpb.NodeProto, []*onnxpb.TensorProto) 
 	}
 
 	nodes := append([]*onnxpb.NodeProto(nil), b.nodes...)
-	var extra []*onnxpb.TensorProto
+	var extra []namedTensor
 	for i, bn := range b.nodes {
 		if bn.GetOpType() != "BatchNormalization" {
 			continue
@@ -62,28 +69,17 @@ func (b *Builder) foldBatchNorms() ([]*onnxpb.NodeProto, []*onnxpb.TensorProto) 
 	}
 
 	kept := nodes[:0]
-	used := map[string]bool{}
 	for _, n := range nodes {
-		if n == nil {
-			continue
-		}
-		kept = append(kept, n)
-		for _, in := range n.Input {
-			used[in] = true
+		if n != nil {
+			kept = append(kept, n)
 		}
 	}
-	var inits []*onnxpb.TensorProto
-	for _, t := range append(append([]*onnxpb.TensorProto(nil), b.inits...), extra...) {
-		if used[t.GetName()] {
-			inits = append(inits, t)
-		}
-	}
-	return kept, inits
+	return kept, extra
 }
 
 // foldOne returns a copy of conv that computes bn(conv(x)), writing bn's
 // output, and the two new initializers it reads.
-func (b *Builder) foldOne(conv, bn *onnxpb.NodeProto, unique func(string) string) (*onnxpb.NodeProto, []*onnxpb.TensorProto) {
+func (b *Builder) foldOne(conv, bn *onnxpb.NodeProto, unique func(string) string) (*onnxpb.NodeProto, []namedTensor) {
 	w := b.weights[conv.Input[1]]
 	gamma := b.weights[bn.Input[1]].Data
 	beta := b.weights[bn.Input[2]].Data
@@ -112,14 +108,14 @@ func (b *Builder) foldOne(conv, bn *onnxpb.NodeProto, unique func(string) string
 	}
 
 	prefix := conv.Output[0] + "+" + bn.GetName()
-	wt := floatTensor(unique(prefix+".weight"), w.Shape, nw)
-	bt := floatTensor(unique(prefix+".bias"), []int{out}, nb)
+	wt := namedTensor{unique(prefix + ".weight"), Tensor{Shape: w.Shape, Data: nw}}
+	bt := namedTensor{unique(prefix + ".bias"), Tensor{Shape: []int{out}, Data: nb}}
 	c := &onnxpb.NodeProto{
 		OpType:    conv.OpType,
 		Name:      conv.Name,
-		Input:     []string{conv.Input[0], wt.GetName(), bt.GetName()},
+		Input:     []string{conv.Input[0], wt.name, bt.name},
 		Output:    []string{bn.Output[0]},
 		Attribute: conv.Attribute,
 	}
-	return c, []*onnxpb.TensorProto{wt, bt}
+	return c, []namedTensor{wt, bt}
 }

@@ -86,10 +86,16 @@ func (b *Builder) Model(meta Metadata, opts Options) (*onnxpb.ModelProto, error)
 	if err != nil {
 		return nil, err
 	}
-	nodes, inits := b.nodes, b.inits
-	if !opts.KeepBatchNorm {
-		nodes, inits = b.foldBatchNorms()
+	nodes, params := b.nodes, make([]namedTensor, len(b.params))
+	for i, name := range b.params {
+		params[i] = namedTensor{name, b.weights[name]}
 	}
+	if !opts.KeepBatchNorm {
+		var folded []namedTensor
+		nodes, folded = b.foldBatchNorms()
+		params = append(params, folded...)
+	}
+	inits := initializers(nodes, b.consts, params)
 	graphName, producer, doc := "covseg", "covseg", "covseg 3D U-Net, NCDHW float32 input "+InputName+", logits output "+OutputName
 	ir, version := int64(IRVersion), int64(Opset)
 	domain := ""
@@ -108,6 +114,29 @@ func (b *Builder) Model(meta Metadata, opts Options) (*onnxpb.ModelProto, error)
 		},
 		MetadataProps: props,
 	}, nil
+}
+
+// initializers returns the constants and parameters that nodes read, the
+// parameters converted to TensorProtos.
+func initializers(nodes []*onnxpb.NodeProto, consts []*onnxpb.TensorProto, params []namedTensor) []*onnxpb.TensorProto {
+	used := map[string]bool{}
+	for _, n := range nodes {
+		for _, in := range n.Input {
+			used[in] = true
+		}
+	}
+	var inits []*onnxpb.TensorProto
+	for _, c := range consts {
+		if used[c.GetName()] {
+			inits = append(inits, c)
+		}
+	}
+	for _, p := range params {
+		if used[p.name] {
+			inits = append(inits, floatTensor(p.name, p.t.Shape, p.t.Data))
+		}
+	}
+	return inits
 }
 
 // floatTensor makes an initializer holding data as little-endian raw bytes.
