@@ -2,23 +2,26 @@ package onnx_test
 
 import (
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/covseg/covseg/backend"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/onnx"
 	"github.com/covseg/covseg/ort"
 )
 
+// gomlxBackend is covseg's default GoMLX backend (GOMLX_BACKEND may pick
+// another).
 var gomlxBackend = sync.OnceValue(func() backends.Backend {
-	b, err := simplego.New("")
+	b, err := backend.New()
 	if err != nil {
 		panic(err)
 	}
@@ -141,15 +144,21 @@ func toVol(x []float32) *vol {
 }
 
 // TestORTMatchesGoMLXFullWidth: the paper's network at full width with
-// random weights and BatchNorm statistics.
+// random weights and BatchNorm statistics, at 1x1x5x17x19 (10 GFLOP, some
+// seconds for GoMLX on two cores); with COVSEG_ONNX_LARGE=1 also at
+// 1x1x7x45x53 (77 GFLOP, minutes).
 func TestORTMatchesGoMLXFullWidth(t *testing.T) {
+	shapes := [][5]int{{1, 1, 5, 17, 19}}
+	if os.Getenv("COVSEG_ONNX_LARGE") != "" {
+		shapes = append(shapes, [5]int{1, 1, 7, 45, 53})
+	}
 	cfg := model.DefaultConfig()
 	ctx, err := model.NewContext(cfg, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	randomizeBN(t, ctx, cfg, 7)
-	compareEngines(t, cfg, ctx, [5]int{1, 1, 3, 13, 15})
+	compareEngines(t, cfg, ctx, shapes...)
 }
 
 // TestORTMatchesGoMLXPretrained: the encoder from torchvision's r3d_18
