@@ -26,6 +26,9 @@ type header struct {
 	modality  string
 	seriesNum string
 	instance  string
+	sopUID    string // SOPInstanceUID
+	studyUID  string // StudyInstanceUID
+	patientID string // PatientID
 
 	hasPixels bool  // a top-level PixelData element exists
 	broken    error // the pixel data cannot be read (the header could)
@@ -136,6 +139,9 @@ func headerFrom(ds dicom.Dataset) *header {
 	h.modality = str(e, tag.Modality)
 	h.seriesNum = str(e, tag.SeriesNumber)
 	h.instance = str(e, tag.InstanceNumber)
+	h.sopUID = str(e, tag.SOPInstanceUID)
+	h.studyUID = str(e, tag.StudyInstanceUID)
+	h.patientID = str(e, tag.PatientID)
 	h.photometric = str(e, tag.PhotometricInterpretation)
 
 	need := func(t tag.Tag, name string, n int) []float64 {

@@ -48,6 +48,14 @@ type SeriesInfo struct {
 	// Files are the image files: sorted by path from Scan, in slice order
 	// (voxel index k) from Read.
 	Files []string
+	// SOPInstanceUIDs holds each file's SOPInstanceUID, parallel to Files
+	// (so from Read, SOPInstanceUIDs[k] is the instance of voxel plane k;
+	// its pixel (column c, row r) is voxel (c, r, k)). Empty strings where
+	// a file lacks one.
+	SOPInstanceUIDs []string
+	// StudyUID and PatientID are the first found among the files.
+	StudyUID  string
+	PatientID string
 }
 
 // Folder is what ScanFolder found.
@@ -159,7 +167,14 @@ func infoOf(uid string, hs []*header) SeriesInfo {
 			seen[h.ts] = true
 			s.TransferSyntaxes = append(s.TransferSyntaxes, h.ts)
 		}
+		if s.StudyUID == "" {
+			s.StudyUID = h.studyUID
+		}
+		if s.PatientID == "" {
+			s.PatientID = h.patientID
+		}
 		s.Files = append(s.Files, h.path)
+		s.SOPInstanceUIDs = append(s.SOPInstanceUIDs, h.sopUID)
 	}
 	sort.Strings(s.TransferSyntaxes)
 	s.Dims = volume.Dims{hs[0].cols, hs[0].rows, len(hs)}
@@ -251,8 +266,10 @@ func (f *Folder) Read(opts Options) (*volume.Volume, *SeriesInfo, error) {
 	}
 	out := *info
 	out.Files = make([]string, len(order))
+	out.SOPInstanceUIDs = make([]string, len(order))
 	for k, i := range order {
 		out.Files[k] = hs[i].path
+		out.SOPInstanceUIDs[k] = hs[i].sopUID
 	}
 	return v, &out, nil
 }

@@ -32,7 +32,10 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
+	newDataCmd,
 	newEvaluateCmd,
+	newLungsCmd,
+	newReportCmd,
 	newModelCmd,
 	newTrainCmd,
 	newBenchCmd,
