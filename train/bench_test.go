@@ -46,7 +46,7 @@ func BenchmarkTrainStepNarrow(b *testing.B) { benchTrainStep(b, 0.25) }
 
 func benchTrainStep(b *testing.B, width float64) {
 	cfg := DefaultConfig()
-	cfg.Data.Grid = benchShape
+	cfg.Data.Preprocess.Grid = benchShape
 	cfg.Model.Width = width
 	mcfg, ctx, err := NewModel(cfg)
 	if err != nil {

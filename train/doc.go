@@ -27,8 +27,10 @@
 // Run takes its batches from a Source, whose Epoch(e, skip) must yield the
 // same batches for the same epoch whatever happened before (order and
 // augmentation drawn from the seed, the epoch and the batch index).
-// MemorySource serves preprocessed cases from memory; the data package's
-// loader is the other implementation.
+// MemorySource serves preprocessed cases from memory; covseg train adapts
+// the loader package (cached preprocessing, augmentation, prefetching),
+// whose batches depend only on the seed and their position. The config's
+// data section embeds preprocess.Config and augment.Config.
 //
 // # The run folder
 //
