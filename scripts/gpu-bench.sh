@@ -34,6 +34,11 @@ mkdir -p "$OUT"
 say() { echo "gpu-bench: $*" >&2; }
 die() { say "$*"; exit 1; }
 
+BENCH_DIR=""
+for d in "$REPO/../shared/bench" "$REPO/shared/bench"; do
+	[ -f "$d/torch_unet3d.py" ] && BENCH_DIR=$(cd "$d" && pwd) && break
+done
+[ -n "$BENCH_DIR" ] || die "no shared/bench/torch_unet3d.py beside or inside $REPO"
 [ -x "$COVSEG" ] || die "no covseg binary at $COVSEG (build: CGO_ENABLED=1 go build -o bin/covseg ./cmd/covseg)"
 if ldd "$COVSEG" 2>&1 | grep -q "not a dynamic executable"; then
 	say "warning: $COVSEG is static; dlopen of the PJRT plugin will likely fail (build with CGO_ENABLED=1, dynamically)"
@@ -98,7 +103,7 @@ for dt in f32 bf16; do
 done
 for dt in f32 bf16; do
 	run "torch-$dt" "$T_TORCH" "$PY" "$REPO/tools/torch_train_bench.py" --device cuda --dtype "$dt" \
-		--shape "$D" "$H" "$W" --steps "$STEPS" --bench "$REPO/../shared/bench"
+		--shape "$D" "$H" "$W" --steps "$STEPS" --bench "$BENCH_DIR"
 done
 
 # The table: seconds per step (median of the steps after the first), first step, peak memory.
