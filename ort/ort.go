@@ -31,7 +31,9 @@ const EnvLibrary = "COVSEG_ORT_LIB"
 // repository root.
 const LibraryRelPath = "third_party/onnxruntime/libonnxruntime.so.1"
 
-const howToGet = "run scripts/setup or set " + EnvLibrary + " to the path of libonnxruntime.so.1"
+// ErrNoLibrary is wrapped by the errors of Open when the ONNX Runtime
+// library is missing or cannot be loaded; its text says how to get it.
+var ErrNoLibrary = errors.New("run scripts/setup or set " + EnvLibrary + " to the path of libonnxruntime.so.1")
 
 // Options configure a Session. The zero value is ready to use.
 type Options struct {
@@ -274,7 +276,7 @@ func acquire(explicit string) error {
 	}
 	ortgo.SetSharedLibraryPath(lib)
 	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
-		return fmt.Errorf("ort: loading ONNX Runtime %s: %w (%s)", lib, err, howToGet)
+		return fmt.Errorf("ort: loading ONNX Runtime %s: %w (%w)", lib, err, ErrNoLibrary)
 	}
 	env.refs, env.lib = 1, lib
 	return nil
@@ -300,7 +302,7 @@ func findLibrary(explicit string) (string, error) {
 	}
 	if lib != "" {
 		if st, err := os.Stat(lib); err != nil || st.IsDir() {
-			return "", fmt.Errorf("ort: ONNX Runtime library %s (from %s) not found: %s", lib, from, howToGet)
+			return "", fmt.Errorf("ort: ONNX Runtime library %s (from %s) not found: %w", lib, from, ErrNoLibrary)
 		}
 		return filepath.Abs(lib)
 	}
@@ -312,7 +314,7 @@ func findLibrary(explicit string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("ort: ONNX Runtime library not found (looked for %v): %s", looked, howToGet)
+	return "", fmt.Errorf("ort: ONNX Runtime library not found (looked for %v): %w", looked, ErrNoLibrary)
 }
 
 // searchDirs lists the executable's folder and its parent, then the working

@@ -38,6 +38,7 @@ var commands = []func() *cobra.Command{
 	newReportCmd,
 	newModelCmd,
 	newTrainCmd,
+	newSegmentCmd,
 	newBenchCmd,
 }
 
