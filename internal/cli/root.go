@@ -34,6 +34,7 @@ var commands = []func() *cobra.Command{
 	newConvertCmd,
 	newDataCmd,
 	newEvaluateCmd,
+	newModelCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
