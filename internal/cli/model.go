@@ -16,6 +16,7 @@ import (
 var modelCommands = []func() *cobra.Command{
 	newModelInitCmd,
 	newModelInfoCmd,
+	newModelExportCmd,
 }
 
 // newModelCmd groups the commands that create and inspect model files.

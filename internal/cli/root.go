@@ -32,9 +32,10 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
+	newModelCmd,
 	newDataCmd,
 	newEvaluateCmd,
-	newModelCmd,
+	newSegmentCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.

@@ -1,0 +1,130 @@
+package infer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/onnx"
+	"github.com/covseg/covseg/ort"
+)
+
+// ORTEngine runs an exported ONNX model with ONNX Runtime.
+type ORTEngine struct {
+	s    *ort.Session
+	cfg  model.Config
+	path string
+}
+
+// OpenORT loads an ONNX model exported by covseg into ONNX Runtime. The
+// network's configuration and preprocessing come from the model's metadata;
+// a model without covseg's metadata is refused. When the library is missing
+// the error wraps ort.ErrNoLibrary.
+func OpenORT(path string, opts EngineOptions) (*ORTEngine, error) {
+	s, err := ort.Open(path, ort.Options{LibraryPath: opts.LibraryPath, Threads: opts.Threads})
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	cfg, err := configFromMetadata(s.Metadata())
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("infer: %s: %w", path, err)
+	}
+	return &ORTEngine{s: s, cfg: cfg, path: path}, nil
+}
+
+// openORTCheckpoint exports a model file to a temporary ONNX file and loads
+// that; ONNX Runtime keeps the model in memory, so the file is removed at
+// once.
+func openORTCheckpoint(path string, opts EngineOptions) (*ORTEngine, error) {
+	cfg, ctx, err := model.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	vars, err := onnx.Variables(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %s: %w", path, err)
+	}
+	dir, err := os.MkdirTemp("", "covseg-onnx-")
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	version := opts.Version
+	if version == "" {
+		version = "unknown"
+	}
+	tmp := filepath.Join(dir, "model.onnx")
+	if err := onnx.ExportModel(tmp, cfg, vars, version, onnx.Options{}); err != nil {
+		return nil, fmt.Errorf("infer: %s: exporting for ONNX Runtime: %w", path, err)
+	}
+	e, err := OpenORT(tmp, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.path = path
+	return e, nil
+}
+
+// configFromMetadata rebuilds the model's Config from covseg's
+// metadata_props: the architecture entry, with the preprocessing entry as
+// the authority on preprocessing.
+func configFromMetadata(props map[string]string) (model.Config, error) {
+	meta, err := onnx.ParseMetadata(props)
+	if err != nil {
+		return model.Config{}, err
+	}
+	var cfg model.Config
+	if err := json.Unmarshal(meta.Architecture, &cfg); err != nil {
+		return model.Config{}, fmt.Errorf("metadata %s: %w", onnx.KeyArchitecture, err)
+	}
+	var pre model.Preprocess
+	if err := json.Unmarshal(meta.Preprocessing, &pre); err != nil {
+		return model.Config{}, fmt.Errorf("metadata %s: %w", onnx.KeyPreprocessing, err)
+	}
+	cfg.Preprocess = pre
+	if err := cfg.Validate(); err != nil {
+		return model.Config{}, fmt.Errorf("metadata: %w", err)
+	}
+	if !slices.Equal(cfg.ClassNames, meta.Classes) {
+		return model.Config{}, fmt.Errorf("metadata: class names %q disagree with the architecture's %q", meta.Classes, cfg.ClassNames)
+	}
+	return cfg, nil
+}
+
+// Run implements Engine.
+func (e *ORTEngine) Run(x []float32, shape [5]int) ([]float32, [5]int, error) {
+	var out [5]int
+	if err := checkInput(e.cfg, x, shape); err != nil {
+		return nil, out, err
+	}
+	var s64 [5]int64
+	for i, d := range shape {
+		s64[i] = int64(d)
+	}
+	y, ys, err := e.s.Run(x, s64)
+	if err != nil {
+		return nil, out, fmt.Errorf("infer: %w", err)
+	}
+	for i, d := range ys {
+		out[i] = int(d)
+	}
+	if err := checkOutput(e.cfg, shape, y, out); err != nil {
+		return nil, out, fmt.Errorf("%w (%s)", err, e.path)
+	}
+	return y, out, nil
+}
+
+// Config implements Engine.
+func (e *ORTEngine) Config() model.Config { return e.cfg }
+
+// Name implements Engine.
+func (e *ORTEngine) Name() string {
+	return fmt.Sprintf("onnxruntime %s, %d threads", ort.LibraryVersion(), e.s.Threads())
+}
+
+// Close implements Engine.
+func (e *ORTEngine) Close() error { return e.s.Close() }
