@@ -25,7 +25,7 @@ func NewBackend(name string) (b backends.Backend, err error) {
 		b, err = newRegistered(name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("train: backend: %w", err)
+		return nil, err // the backend package's and newRegistered's errors say what failed
 	}
 	return b, nil
 }
@@ -39,13 +39,16 @@ func newRegistered(config string) (b backends.Backend, err error) {
 		known = known || k == name
 	}
 	if !known {
-		return nil, fmt.Errorf("%q names backend %q, which is not compiled in (available: %s)",
+		return nil, fmt.Errorf("train: backend %q names backend %q, which is not compiled in (available: %s)",
 			config, name, strings.Join(backends.List(), ", "))
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			b, err = nil, fmt.Errorf("creating %q: %v", config, r)
+			b, err = nil, fmt.Errorf("train: creating backend %q: %v", config, r)
 		}
 	}()
-	return backends.NewWithConfig(config)
+	if b, err = backends.NewWithConfig(config); err != nil {
+		return nil, fmt.Errorf("train: creating backend %q: %w", config, err)
+	}
+	return b, nil
 }

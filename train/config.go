@@ -49,9 +49,9 @@ type DataConfig struct {
 	// Manifest is the CSV listing the cases (image, mask, split).
 	Manifest string `yaml:"manifest"`
 	// Grid is the input size D, H, W every volume is resized to.
-	Grid [3]int `yaml:"grid"`
+	Grid [3]int `yaml:"grid,flow"`
 	// Window is the HU window [low, high] mapped onto 0..1.
-	Window [2]float64 `yaml:"window"`
+	Window [2]float64 `yaml:"window,flow"`
 	// BatchSize is the number of cases per training step.
 	BatchSize int `yaml:"batch_size"`
 }

@@ -21,8 +21,8 @@ var testBackend = sync.OnceValue(func() backends.Backend {
 	return b
 })
 
-// tinyWidth gives a stem of 2 channels: the whole network in a few
-// thousand parameters.
+// tinyWidth gives a stem of 2 channels: the whole network in 94,494
+// parameters.
 const tinyWidth = 2.0 / 64
 
 // tinyGrid is the test cases' D, H, W.

@@ -36,6 +36,8 @@ var commands = []func() *cobra.Command{
 	newDataCmd,
 	newEvaluateCmd,
 	newSegmentCmd,
+	newTrainCmd,
+	newBenchCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
