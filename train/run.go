@@ -197,6 +197,11 @@ func NewModel(cfg Config) (model.Config, *mlctx.Context, error) {
 		}
 	}
 	mcfg.Preprocess.Grid = cfg.Data.Grid
+	// The training data are reoriented to canonical RAS+ before the resize
+	// (covseg train's loader, package preprocess); inference reorients to
+	// the model's Orientation, so it must say RAS, or every CT would reach
+	// the trained network mirrored left-right and front-back.
+	mcfg.Preprocess.Orientation = "RAS"
 	mcfg.Preprocess.WindowLow, mcfg.Preprocess.WindowHigh = cfg.Data.Window[0], cfg.Data.Window[1]
 	if err := mcfg.Validate(); err != nil {
 		return model.Config{}, nil, fmt.Errorf("train: %w", err)
