@@ -38,6 +38,7 @@ var commands = []func() *cobra.Command{
 	newSegmentCmd,
 	newTrainCmd,
 	newBenchCmd,
+	newDemoCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
