@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,9 +106,7 @@ func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) erro
 		return err
 	}
 	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return encodeJSON(stdout, res)
 	}
 	fmt.Fprint(stdout, res.summary())
 	return nil

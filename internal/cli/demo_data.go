@@ -26,13 +26,23 @@ type demoCase struct {
 // demoDataset is the manifest's data set name for the demo's phantoms.
 const demoDataset = "synthetic-phantom"
 
-// writeDemoPhantoms makes the train, val and test phantoms, writes them to
-// dir as NIfTI (images/, masks/, lungs/) with a manifest that covseg train
-// reads, and returns them and the manifest's path. Each phantom's seed is
-// drawn from seed, so the same seed gives the same phantoms.
-func writeDemoPhantoms(dir string, c demoConfig, seed uint64, log io.Writer) ([]demoCase, string, error) {
+// demoData is what writeDemoPhantoms wrote.
+type demoData struct {
+	cases    []demoCase
+	manifest string
+	// lesionFraction is the share of lesion voxels in the training
+	// phantoms.
+	lesionFraction float64
+}
+
+// writeDemoPhantoms makes the train, val and test phantoms and writes them
+// to dir as NIfTI (images/, masks/, lungs/) with a manifest that covseg
+// train reads. Each phantom's seed is drawn from seed, so the same seed
+// gives the same phantoms.
+func writeDemoPhantoms(dir string, c demoConfig, seed uint64, log io.Writer) (*demoData, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed_de30))
 	var cases []demoCase
+	var lesion, total int
 	var m dataset.Manifest
 	for _, part := range []struct {
 		split dataset.Split
@@ -46,8 +56,15 @@ func writeDemoPhantoms(dir string, c demoConfig, seed uint64, log io.Writer) ([]
 				mask:  filepath.Join(dir, "masks", name+".nii.gz"),
 				lungs: filepath.Join(dir, "lungs", name+".nii.gz"),
 			}
-			if err := writeDemoPhantom(dc, c.Phantom, rng.Uint64()); err != nil {
-				return nil, "", err
+			ph, err := writeDemoPhantom(dc, c.Phantom, rng.Uint64())
+			if err != nil {
+				return nil, err
+			}
+			if part.split == dataset.Train {
+				for _, l := range ph.Lesions.Data {
+					lesion += int(l)
+				}
+				total += len(ph.Lesions.Data)
 			}
 			cases = append(cases, dc)
 			m.Entries = append(m.Entries, dataset.Entry{
@@ -57,7 +74,7 @@ func writeDemoPhantoms(dir string, c demoConfig, seed uint64, log io.Writer) ([]
 	}
 	manifest := filepath.Join(dir, "manifest.csv")
 	if err := dataset.WriteManifest(manifest, &m); err != nil {
-		return nil, "", fmt.Errorf("demo: %w", err)
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	readme := filepath.Join(dir, "README.txt")
 	err := atomicfile.Write(readme, func(w io.Writer) error {
@@ -65,24 +82,24 @@ func writeDemoPhantoms(dir string, c demoConfig, seed uint64, log io.Writer) ([]
 		return err
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("demo: %w", err)
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	p := c.Phantom
 	fmt.Fprintf(log, "wrote %d train, %d val and %d test SYNTHETIC phantoms (%dx%dx%d voxels of %gx%gx%g mm, %d-%d lesions) to %s\n",
 		c.Train, c.Val, c.Test, p.Dims[0], p.Dims[1], p.Dims[2], p.Spacing[0], p.Spacing[1], p.Spacing[2], p.MinLesions, p.MaxLesions, dir)
-	return cases, manifest, nil
+	return &demoData{cases: cases, manifest: manifest, lesionFraction: float64(lesion) / float64(max(total, 1))}, nil
 }
 
 // writeDemoPhantom generates one phantom and writes its image (rounded to
 // int16, as scanners store HU), lesion mask and lung mask.
-func writeDemoPhantom(dc demoCase, cfg phantom.Config, seed uint64) error {
+func writeDemoPhantom(dc demoCase, cfg phantom.Config, seed uint64) (*phantom.Phantom, error) {
 	ph, err := phantom.Generate(cfg, seed)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	for _, p := range []string{dc.image, dc.mask, dc.lungs} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("demo: %w", err)
+			return nil, fmt.Errorf("demo: %w", err)
 		}
 	}
 	img := ph.Image.Clone()
@@ -90,10 +107,10 @@ func writeDemoPhantom(dc demoCase, cfg phantom.Config, seed uint64) error {
 		img.Data[i] = float32(math.Max(-32768, math.Min(32767, math.Round(float64(x)))))
 	}
 	if err := nifti.WriteVolume(dc.image, img, nifti.WriteOptions{Datatype: nifti.Int16}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := nifti.WriteLabel(dc.mask, ph.Lesions); err != nil {
-		return err
+		return nil, err
 	}
-	return nifti.WriteLabel(dc.lungs, ph.Lungs)
+	return ph, nifti.WriteLabel(dc.lungs, ph.Lungs)
 }

@@ -96,6 +96,7 @@ type demoTraining struct {
 	StepSeconds   float64 `json:"calibrated_step_s"`
 	Seconds       float64 `json:"seconds"`
 	Pretrained    string  `json:"pretrained"`
+	Init          string  `json:"init"`
 }
 
 // demoPaths lists what the demo wrote.
@@ -197,15 +198,15 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	}
 
 	t := time.Now()
-	cases, manifest, err := writeDemoPhantoms(dirs.phantoms, c, opt.Seed, log)
+	data, err := writeDemoPhantoms(dirs.phantoms, c, opt.Seed, log)
 	if err != nil {
 		return nil, err
 	}
-	res.Paths.Manifest = manifest
+	res.Paths.Manifest = data.manifest
 	res.Timings["phantoms"] = time.Since(t).Seconds()
 
 	t = time.Now()
-	tr, err := trainDemo(ctx, dirs, c, manifest, opt.Seed, deadline, opt.Budget, log)
+	tr, err := trainDemo(ctx, dirs, c, data, opt.Seed, deadline, opt.Budget, log)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +222,7 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	res.Timings["export"] = time.Since(t).Seconds()
 
 	t = time.Now()
-	if err := evaluateDemo(ctx, res, cases, dirs, opt, log); err != nil {
+	if err := evaluateDemo(ctx, res, data.cases, dirs, opt, log); err != nil {
 		return nil, err
 	}
 	res.Timings["segment_evaluate_report"] = time.Since(t).Seconds()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -41,17 +42,17 @@ func (c demoConfig) trainConfig(seed uint64, manifest, init string, epochs int) 
 }
 
 // demoInitModel writes the demo's untrained network to path: width c.Width,
-// seeded, with the preprocessing the training data gets (the HU window, the
-// grid, and the canonical RAS+ orientation the training loader reorients
-// to), so that covseg segment prepares a CT exactly as training did.
-func demoInitModel(path string, c demoConfig, seed uint64) error {
+// seeded, with the output started at the lesions' prior (see demoPrior).
+func demoInitModel(path string, c demoConfig, seed uint64, lesionFraction float64) error {
 	mcfg := model.DefaultConfig()
 	mcfg.Width = c.Width
-	mcfg.Preprocess.Grid = c.Grid
-	mcfg.Preprocess.Orientation = "RAS"
 	mcfg.Encoder.Seed = seed
 	ctx, err := model.NewContext(mcfg, seed)
 	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	b := demoPrior(lesionFraction)
+	if err := model.SetFloat32Value(ctx, "out.1.bias", []float32{b, -b}, []int{2}); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -60,12 +61,29 @@ func demoInitModel(path string, c demoConfig, seed uint64) error {
 	return model.Save(path, mcfg, ctx)
 }
 
+// demoPrior is the bias of the network's last BatchNorm ("out.1", on the
+// two logits) that starts its output at the lesion prior: background and
+// lesion logits at ±b with 2b = ln((1 − f)/f) for a lesion fraction f, the
+// prior-probability initialisation of Lin et al. 2017 (focal loss).
+//
+// Why: the logits leave a BatchNorm, so at initialisation every voxel's two
+// logits are standardised and centred on β = 0, the background probability
+// about one half everywhere, while only a few per cent of voxels are lesion.
+// Cross-entropy and soft Dice then mostly wait for β to move, which AdamW
+// does by about the learning rate per step: hundreds of the few hundred
+// steps the demo can afford on a CPU. Full training (covseg train: 53
+// epochs, a pretrained encoder) outgrows the start and needs no such help.
+func demoPrior(f float64) float32 {
+	f = min(max(f, 1e-4), 0.5)
+	return float32(0.5 * math.Log((1-f)/f))
+}
+
 // trainDemo trains the demo's network with package train, as covseg train
 // does (the same manifest loader), stopping at the deadline less the
 // reserve for what follows. It calibrates one training step first and runs
 // fewer epochs than c.Epochs when they would not fit (unless
 // c.FixedEpochs).
-func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, manifest string, seed uint64, deadline time.Time, budget time.Duration, log io.Writer) (*demoTraining, error) {
+func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData, seed uint64, deadline time.Time, budget time.Duration, log io.Writer) (*demoTraining, error) {
 	start := time.Now()
 	backend, err := train.NewBackend("")
 	if err != nil {
@@ -95,10 +113,12 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, manifest string
 		tr.Epochs, c.Train, bench.StepMedianS, (time.Duration(tr.Epochs) * epochCost).Round(time.Second), stop.Format("15:04:05"))
 
 	init := filepath.Join(dirs.run, "init.ckpt")
-	if err := demoInitModel(init, c, seed); err != nil {
+	if err := demoInitModel(init, c, seed, data.lesionFraction); err != nil {
 		return nil, err
 	}
-	cfg := c.trainConfig(seed, manifest, init, tr.Epochs)
+	tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the lesion prior ±%.2f (%.1f %% lesion voxels in the training phantoms)",
+		seed, demoPrior(data.lesionFraction), 100*data.lesionFraction)
+	cfg := c.trainConfig(seed, data.manifest, init, tr.Epochs)
 	trainSrc, valSrc, err := loadTrainData(cfg, log)
 	if err != nil {
 		return nil, err

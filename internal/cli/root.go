@@ -39,6 +39,7 @@ var commands = []func() *cobra.Command{
 	newTrainCmd,
 	newBenchCmd,
 	newDemoCmd,
+	newReproduceCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
