@@ -85,7 +85,7 @@ func evaluateDemo(ctx context.Context, res *demoResult, cases []demoCase, dirs d
 			TruthML: m.TruthML, PredML: m.PredML, Mask: sc.mask,
 		}
 		res.Cases = append(res.Cases, cr)
-		fmt.Fprintf(log, "  %s: Dice %s, HD95 %s mm, truth %.1f ml, covseg %.1f ml\n", dc.name, fmtValue(m.Dice, 3), fmtValue(m.HD95, 1), m.TruthML, m.PredML)
+		fmt.Fprintf(log, "  %s: Dice %s, HD95 %s mm, truth %.1f ml, covseg %.1f ml\n", dc.name, orNA(fmtValue(m.Dice, 3)), orNA(fmtValue(m.HD95, 1)), m.TruthML, m.PredML)
 		if first {
 			first = false
 			res.Paths.CT, res.Paths.Mask = dc.image, sc.mask

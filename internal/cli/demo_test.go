@@ -43,6 +43,7 @@ func TestDemoTiny(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
+	t.Log(stderr.String(), res.summary())
 	if !strings.Contains(stderr.String(), "SYNTHETIC") {
 		t.Errorf("the progress does not say the data are synthetic:\n%s", stderr.String())
 	}
