@@ -40,6 +40,8 @@ var commands = []func() *cobra.Command{
 	newTrainCmd,
 	newSegmentCmd,
 	newBenchCmd,
+	newDemoCmd,
+	newReproduceCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.
