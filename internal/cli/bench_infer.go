@@ -25,7 +25,6 @@ import (
 	"github.com/covseg/covseg/volume"
 )
 
-
 // benchModel is the network a benchmark runs: a model file or ONNX file
 // given by the user, or the paper's network with random weights exported to
 // a temporary ONNX file.
@@ -116,7 +115,6 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 	f.StringVar(&script, "torch-script", "", "torch_unet3d.py (default: ../shared/bench/ beside the repository)")
 	return cmd
 }
-
 
 func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch, script string) error {
 	cpu := readCPU()
