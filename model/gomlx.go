@@ -32,6 +32,13 @@ type Options struct {
 	// Their BatchNorm running statistics still update in training, as with
 	// fastai's train_bn.
 	FreezeEncoder bool
+	// DType is the dtype the network computes in (mixed precision, e.g.
+	// bfloat16): x must have it, the float32 variables are converted as
+	// they are read (gradients flow back to them in float32), BatchNorm
+	// computes its statistics and running averages in float32, and the
+	// logits come out in DType. The zero value (dtypes.InvalidDType)
+	// computes in the variables' dtype.
+	DType dtypes.DType
 }
 
 // Forward builds the network on x ([N, InChannels, D, H, W], float32) with
@@ -80,11 +87,25 @@ func (o *GraphOps) variable(name string, dims ...int) *context.Variable {
 	return v
 }
 
-// param returns the graph value of a trained parameter.
+// param returns the graph value of a trained parameter in the compute dtype.
 func (o *GraphOps) param(name string, dims ...int) *graph.Node {
+	return o.toCompute(o.paramStored(name, dims...))
+}
+
+// paramStored returns the graph value of a trained parameter in the
+// variable's own dtype.
+func (o *GraphOps) paramStored(name string, dims ...int) *graph.Node {
 	n := o.variable(name, dims...).ValueGraph(o.g)
 	if o.opt.FreezeEncoder && IsEncoderParam(name) {
 		n = graph.StopGradient(n)
+	}
+	return n
+}
+
+// toCompute converts n to the compute dtype, if one is set.
+func (o *GraphOps) toCompute(n *graph.Node) *graph.Node {
+	if o.opt.DType != dtypes.InvalidDType && n.DType() != o.opt.DType {
+		return graph.ConvertDType(n, o.opt.DType)
 	}
 	return n
 }
@@ -107,7 +128,14 @@ func (o *GraphOps) Conv3d(name string, x *graph.Node, spec ConvSpec) *graph.Node
 		PaddingPerDim([][2]int{{p[0], p[0]}, {p[1], p[1]}, {p[2], p[2]}}).
 		Done()
 	if spec.Bias {
-		y = graph.Add(y, perChannel(o.param(name+".bias", spec.Out)))
+		// The bias' gradient sums over every voxel: add it in the
+		// variable's dtype so that sum is not taken in a narrower one.
+		b := o.paramStored(name+".bias", spec.Out)
+		if y.DType() != b.DType() {
+			y = o.toCompute(graph.Add(graph.ConvertDType(y, b.DType()), perChannel(b)))
+		} else {
+			y = graph.Add(y, perChannel(b))
+		}
 	}
 	return y
 }
@@ -117,29 +145,38 @@ func (o *GraphOps) Conv3d(name string, x *graph.Node, spec ConvSpec) *graph.Node
 // through them, and the running averages move by BNMomentum towards the
 // batch mean and the unbiased variance; otherwise the running statistics
 // normalise. 1/√(var+ε) is written as a division (no Rsqrt, whose gradient
-// GoMLX lacks).
+// GoMLX lacks). In training it computes in the variables' dtype (float32)
+// even when the network computes in a narrower one.
 func (o *GraphOps) BatchNorm3d(name string, x *graph.Node, spec BNSpec) *graph.Node {
 	c := spec.Channels
-	gamma := o.param(name+".weight", c)
-	beta := o.param(name+".bias", c)
+	gamma := o.paramStored(name+".weight", c)
+	beta := o.paramStored(name+".bias", c)
 	rmVar := o.variable(name+".running_mean", c)
 	rvVar := o.variable(name+".running_var", c)
 	if !o.training {
 		rm, rv := rmVar.ValueGraph(o.g), rvVar.ValueGraph(o.g)
 		scale := graph.Div(gamma, graph.Sqrt(graph.AddScalar(rv, BNEps)))
 		shift := graph.Sub(beta, graph.Mul(rm, scale))
-		return graph.Add(graph.Mul(x, perChannel(scale)), perChannel(shift))
+		return graph.Add(graph.Mul(x, perChannel(o.toCompute(scale))), perChannel(o.toCompute(shift)))
 	}
 	d := x.Shape().Dimensions
 	n := d[0] * d[2] * d[3] * d[4]
 	if n < 2 {
 		panic(fmt.Errorf("model: %s: batch statistics need more than one value per channel in training, input is %v", name, d))
 	}
-	mean := graph.ReduceMean(x, 0, 2, 3, 4)
-	xc := graph.Sub(x, perChannel(mean))
+	// In a narrower compute dtype the whole normalisation runs in the
+	// variables' dtype: the reductions of the backward pass (through the
+	// batch mean and variance, and for γ and β) cancel each other closely
+	// and would be lost in bfloat16 sums.
+	xs := x
+	if x.DType() != gamma.DType() {
+		xs = graph.ConvertDType(x, gamma.DType())
+	}
+	mean := graph.ReduceMean(xs, 0, 2, 3, 4)
+	xc := graph.Sub(xs, perChannel(mean))
 	variance := graph.ReduceMean(graph.Square(xc), 0, 2, 3, 4)
-	inv := graph.Div(graph.ScalarOne(o.g, x.DType()), graph.Sqrt(graph.AddScalar(variance, BNEps)))
-	y := graph.Add(graph.Mul(xc, perChannel(graph.Mul(inv, gamma))), perChannel(beta))
+	inv := graph.Div(graph.ScalarOne(o.g, gamma.DType()), graph.Sqrt(graph.AddScalar(variance, BNEps)))
+	y := o.toCompute(graph.Add(graph.Mul(xc, perChannel(graph.Mul(inv, gamma))), perChannel(beta)))
 
 	unbiased := graph.MulScalar(graph.StopGradient(variance), float64(n)/float64(n-1))
 	rmVar.SetValueGraph(graph.Add(

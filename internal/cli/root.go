@@ -32,11 +32,16 @@ func NewRoot() *cobra.Command {
 var commands = []func() *cobra.Command{
 	newInfoCmd,
 	newConvertCmd,
-	newModelCmd,
 	newDataCmd,
 	newEvaluateCmd,
+	newLungsCmd,
+	newReportCmd,
+	newModelCmd,
+	newTrainCmd,
 	newSegmentCmd,
 	newBenchCmd,
+	newDemoCmd,
+	newReproduceCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.

@@ -1,0 +1,327 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/covseg/covseg/model"
+)
+
+// runConfig is tinyConfig with accumulation over 2 batches (so an
+// interruption can fall inside a window), clipping and every epoch kept.
+func runConfig() Config {
+	cfg := tinyConfig()
+	cfg.Optimizer.Accumulate = 2
+	cfg.Optimizer.ClipGradNorm = 1
+	cfg.Checkpoint.KeepEpochs = -1
+	return cfg
+}
+
+// runTiny trains runConfig on 3 training and 2 validation cases in dir,
+// cancelling the context after the step numbered stopAt (0: never). It
+// returns the steps it trained and the result.
+func runTiny(t *testing.T, dir string, resume bool, stopAt int64) ([]StepRecord, *Result, string) {
+	t.Helper()
+	tr, val := tinySources(t, 3, 11)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var steps []StepRecord
+	var log bytes.Buffer
+	res, err := Run(ctx, Options{
+		Config: runConfig(), Dir: dir, Resume: resume, Backend: testBackend(),
+		Train: tr, Val: val, Log: &log,
+		OnStep: func(r StepRecord) {
+			steps = append(steps, r)
+			if r.Step == stopAt {
+				cancel()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, log.String())
+	}
+	return steps, res, log.String()
+}
+
+// modelValues reads every variable of a checkpoint as float32 values
+// (optimiser state included), keyed by scope and name.
+func modelValues(t *testing.T, path string) map[string][]float32 {
+	t.Helper()
+	_, ctx, _, err := ReadCheckpoint(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{}
+	for v := range ctx.IterVariables() {
+		if v.Scope() == ScopeRun {
+			continue
+		}
+		out[v.ScopeAndName()] = tensors.MustCopyFlatData[float32](v.MustValue())
+	}
+	return out
+}
+
+// TestResumeExact: a run interrupted twice — inside an accumulation window
+// of phase 1, then at the first batch of phase 2 — and resumed each time
+// trains exactly the steps of an uninterrupted run: the same losses,
+// learning rates, β1 and gradient norms, bit for bit, and ends with the
+// same weights and optimiser state, bit for bit. Bit-exactness holds
+// because the resumed process rebuilds the same graphs on the same backend
+// from the exact float32 bits of the checkpoint and the batch position,
+// and the CPU backend's kernels are deterministic; a GPU backend with
+// non-deterministic reductions would only agree to rounding.
+func TestResumeExact(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	full, resA, _ := runTiny(t, dirA, false, 0)
+	if resA.Interrupted || len(full) != 6 {
+		t.Fatalf("uninterrupted run: interrupted %v after %d steps", resA.Interrupted, len(full))
+	}
+
+	part1, res, log := runTiny(t, dirB, false, 1)
+	if !res.Interrupted || res.State.Step != 1 || res.State.Batch != 1 {
+		t.Fatalf("first stop: interrupted %v at step %d batch %d", res.Interrupted, res.State.Step, res.State.Batch)
+	}
+	if !strings.Contains(log, "--resume "+dirB) {
+		t.Errorf("the log does not say how to resume:\n%s", log)
+	}
+	part2, res, _ := runTiny(t, dirB, true, 4)
+	if !res.Interrupted || res.State.Step != 4 || res.State.Phase != 1 {
+		t.Fatalf("second stop: interrupted %v at step %d phase %d", res.Interrupted, res.State.Step, res.State.Phase)
+	}
+	part3, res, _ := runTiny(t, dirB, true, 0)
+	if res.Interrupted || !res.State.Done(runConfig()) {
+		t.Fatalf("resumed run did not finish: %+v", res.State)
+	}
+	resumed := slices.Concat(part1, part2, part3)
+	if len(resumed) != len(full) {
+		t.Fatalf("resumed run trained %d steps, the uninterrupted one %d", len(resumed), len(full))
+	}
+	for i := range full {
+		if resumed[i] != full[i] {
+			t.Errorf("step %d: resumed %+v, uninterrupted %+v", i+1, resumed[i], full[i])
+		}
+	}
+	a, b := modelValues(t, filepath.Join(dirA, FileLast)), modelValues(t, filepath.Join(dirB, FileLast))
+	if len(a) != len(b) {
+		t.Fatalf("%d and %d variables", len(a), len(b))
+	}
+	for name, va := range a {
+		if !slices.Equal(va, b[name]) {
+			t.Errorf("%s differs after resuming", name)
+		}
+	}
+	// The metrics agree too, but for the times.
+	_, _, stA, _ := ReadCheckpoint(filepath.Join(dirA, FileLast))
+	_, _, stB, _ := ReadCheckpoint(filepath.Join(dirB, FileLast))
+	for i := range stA.History {
+		ra, rb := stA.History[i], stB.History[i]
+		ra.Seconds, rb.Seconds = 0, 0
+		if !reflect.DeepEqual(ra, rb) {
+			t.Errorf("epoch %d: %+v vs %+v", i+1, ra, rb)
+		}
+	}
+	// steps.jsonl of the resumed run holds each step once.
+	if la, lb := readLines(t, filepath.Join(dirA, FileSteps)), readLines(t, filepath.Join(dirB, FileSteps)); !slices.Equal(la, lb) {
+		t.Errorf("steps.jsonl differs:\n%s\nvs\n%s", strings.Join(la, "\n"), strings.Join(lb, "\n"))
+	}
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// TestRunFolder checks the files a finished run leaves and how the folder
+// is guarded.
+func TestRunFolder(t *testing.T) {
+	dir := t.TempDir()
+	_, res, log := runTiny(t, dir, false, 0)
+	cfg := runConfig()
+
+	// config.yaml reads back as the run's config.
+	got, err := ReadConfig(filepath.Join(dir, FileConfig))
+	if err != nil || !reflect.DeepEqual(got, cfg) {
+		t.Errorf("config.yaml: %v\n%+v\nwant %+v", err, got, cfg)
+	}
+	// last.ckpt: finished, with optimiser state.
+	_, ctx, st, err := ReadCheckpoint(filepath.Join(dir, FileLast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Done(cfg) || st.Step != 6 || st.Update != 4 || len(st.History) != 2 || !reflect.DeepEqual(st, res.State) {
+		t.Errorf("last.ckpt state %+v", st)
+	}
+	if ctx.GetVariableByScopeAndName(ScopeMoment2, "out.0.weight") == nil || ctx.GetVariableByScopeAndName(ScopeAccum, "out.0.weight") == nil {
+		t.Error("last.ckpt lacks the optimiser state")
+	}
+	// best.ckpt: the network and its state, no optimiser.
+	_, best, bst, err := ReadCheckpoint(filepath.Join(dir, FileBest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := range best.IterVariables() {
+		if v.Scope() != model.Scope && v.Scope() != ScopeRun {
+			t.Errorf("best.ckpt holds %s", v.ScopeAndName())
+			break
+		}
+	}
+	if bst.BestEpoch < 1 || !st.History[bst.BestEpoch-1].Best {
+		t.Errorf("best.ckpt from epoch %d, history %+v", bst.BestEpoch, st.History)
+	}
+	for _, e := range []int{1, 2} {
+		if _, err := os.Stat(filepath.Join(dir, epochFile(e))); err != nil {
+			t.Error(err)
+		}
+	}
+	// Metrics: one JSON line per epoch, a CSV with a header, one step line
+	// per batch, a PNG.
+	var recs []EpochRecord
+	for _, line := range readLines(t, filepath.Join(dir, FileMetricsJSON)) {
+		var r EpochRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) != 2 || recs[0].ValDice == nil || recs[1].Phase != "unfrozen" || recs[1].Steps != 6 || recs[0].ValCases != 2 {
+		t.Errorf("metrics.jsonl: %+v", recs)
+	}
+	f, err := os.Open(filepath.Join(dir, FileMetricsCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != 3 || rows[0][5] != "val_dice" || rows[2][0] != "2" {
+		t.Errorf("metrics.csv: %v %v", rows, err)
+	}
+	if n := len(readLines(t, filepath.Join(dir, FileSteps))); n != 6 {
+		t.Errorf("steps.jsonl has %d lines, want 6", n)
+	}
+	pf, err := os.Open(filepath.Join(dir, FileCurves))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(pf)
+	pf.Close()
+	if err != nil || img.Bounds().Dx() < 100 {
+		t.Errorf("curves.png: %v", err)
+	}
+	if !strings.Contains(log, "epoch 2/2 (unfrozen 1): train loss") || !strings.Contains(log, "val Dice") {
+		t.Errorf("no epoch summary in the log:\n%s", log)
+	}
+	// No leftover temporary files.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("leftover %s", e.Name())
+		}
+	}
+
+	// A new run into the folder is refused; resuming the finished run does
+	// nothing; a changed config cannot resume.
+	tr, val := tinySources(t, 3, 11)
+	if _, err := Run(context.Background(), Options{Config: cfg, Dir: dir, Backend: testBackend(), Train: tr, Val: val}); err == nil || !strings.Contains(err.Error(), "already holds a run") {
+		t.Errorf("second run into %s: %v", dir, err)
+	}
+	r2, err := Run(context.Background(), Options{Config: cfg, Dir: dir, Resume: true, Backend: testBackend(), Train: tr, Val: val})
+	if err != nil || r2.State.Step != 6 {
+		t.Errorf("resuming a finished run: %v", err)
+	}
+	other := cfg
+	other.Optimizer.WeightDecay = 0.5
+	if _, err := Run(context.Background(), Options{Config: other, Dir: dir, Resume: true, Backend: testBackend(), Train: tr, Val: val}); err == nil || !strings.Contains(err.Error(), "config differs") {
+		t.Errorf("resuming with another config: %v", err)
+	}
+}
+
+// TestInterruptBeforeStart: a context cancelled before the first batch
+// (Ctrl-C during start-up) still leaves a resumable last.ckpt at step 0.
+func TestInterruptBeforeStart(t *testing.T) {
+	dir := t.TempDir()
+	tr, val := tinySources(t, 3, 11)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := Run(ctx, Options{Config: runConfig(), Dir: dir, Backend: testBackend(), Train: tr, Val: val})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.State.Step != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	_, _, st, err := ReadCheckpoint(filepath.Join(dir, FileLast))
+	if err != nil || st.Step != 0 || st.Phase != 0 {
+		t.Fatalf("last.ckpt: %+v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileMetricsJSON)); !os.IsNotExist(err) {
+		t.Errorf("metrics written without a finished epoch: %v", err)
+	}
+}
+
+// TestMemorySource: epochs are permutations drawn from (seed, epoch), the
+// same whenever asked, and skipping starts at the right batch.
+func TestMemorySource(t *testing.T) {
+	cases := tinyCases(5, 9)
+	s, err := NewMemorySource(cases, 2, true, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Len() != 3 {
+		t.Fatalf("Len %d, want 3", s.Len())
+	}
+	if !slices.Equal(s.Order(4), s.Order(4)) || slices.Equal(s.Order(4), s.Order(5)) && slices.Equal(s.Order(5), s.Order(6)) {
+		t.Error("orders are not a function of the epoch")
+	}
+	order := s.Order(4)
+	b, err := s.Epoch(context.Background(), 4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.Next(context.Background())
+	if err != nil || first.Shape[0] != 1 || first.Cases[0] != cases[order[4]].Name {
+		t.Errorf("after skipping 2 batches: %v %v, want case %s", first.Cases, err, cases[order[4]].Name)
+	}
+	if _, err := b.Next(context.Background()); err == nil {
+		t.Error("no end of epoch")
+	}
+	if _, err := NewMemorySource([]Case{{Name: "x", Grid: [3]int{2, 2, 2}, Image: make([]float32, 7), Mask: make([]uint8, 8)}}, 1, false, 0); err == nil {
+		t.Error("a case with too few values accepted")
+	}
+}
+
+// TestPruneEpochFiles keeps the most recent epoch checkpoints.
+func TestPruneEpochFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, e := range []int{1, 2, 10, 3} {
+		os.WriteFile(filepath.Join(dir, epochFile(e)), nil, 0o644)
+	}
+	if err := pruneEpochFiles(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "epoch_*.ckpt"))
+	if len(names) != 2 || filepath.Base(names[0]) != "epoch_003.ckpt" || filepath.Base(names[1]) != "epoch_010.ckpt" {
+		t.Errorf("kept %v", names)
+	}
+}
