@@ -188,6 +188,23 @@ func (s *Segmenter) Segment(v *volume.Volume) (*Result, error) {
 	return res, nil
 }
 
+// Input returns the network's input for v as Segment prepares it: v
+// reoriented to the model's orientation, its intensities normalised, and
+// resized to the model's grid (resize mode) or resampled to the target
+// spacing (sliding mode, before patches are cut). Its Data is the row-major
+// D×H×W array the network reads.
+func (s *Segmenter) Input(v *volume.Volume) (*volume.Volume, error) {
+	if err := v.Dims.Valid(); err != nil || len(v.Data) != v.Dims.Len() {
+		return nil, fmt.Errorf("infer: malformed volume: %d voxels for dims %v", len(v.Data), v.Dims)
+	}
+	plan, err := volume.PlanReorient(v.Dims, v.Affine, s.cfg.Preprocess.Orientation)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	x, _, err := s.prepare(plan, v)
+	return x, err
+}
+
 // prepare reorients v as planned, normalises its intensities and resizes or
 // resamples it onto the network's grid. It returns the network's input and
 // the padding value.

@@ -439,3 +439,72 @@ func TestOptionErrors(t *testing.T) {
 		t.Error("a malformed volume was segmented")
 	}
 }
+
+// TestInput checks that Input gives the array Segment feeds the network:
+// the threshold model's mask on that array, resized back, is the mask
+// Segment writes.
+func TestInput(t *testing.T) {
+	// An off-centre ball of tissue in air: few boundary voxels, and a
+	// mirrored preparation would move it.
+	v, _ := volume.New(volume.Dims{30, 26, 11}, volume.Diag([3]float64{1, 1, 2.5}, [3]float64{}))
+	for k := range 11 {
+		for j := range 26 {
+			for i := range 30 {
+				v.Set(i, j, k, -1000)
+				if sq(float64(i-9))+sq(float64(j-16))+sq(2.5*float64(k-4)) < 49 {
+					v.Set(i, j, k, 40)
+				}
+			}
+		}
+	}
+	cfg := model.DefaultConfig()
+	cfg.Preprocess.Grid = [3]int{6, 13, 15}
+	cfg.Preprocess.Orientation = "PIR"
+	s := segmenter(t, openORT(t, infertest.ThresholdONNX(t, t.TempDir(), "thr.onnx", cfg, thresholdHU)), infer.Options{})
+	x, err := s.Input(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Dims != (volume.Dims{15, 13, 6}) || x.Affine.AxCodes() != "PIR" {
+		t.Fatalf("input %v %s, want 15x13x6 (W, H, D) in PIR", x.Dims, x.Affine.AxCodes())
+	}
+	lo, hi, _ := x.MinMax()
+	if lo < 0 || hi > 1 {
+		t.Errorf("windowed input spans %v..%v", lo, hi)
+	}
+	r, err := s.Segment(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Threshold on the input grid (windowed −500.5 HU), back to v's grid.
+	thr := float32((thresholdHU + 1024) / 1624)
+	m := x.Threshold(thr)
+	back, err := m.ResizeTo(volume.Dims{26, 11, 30}) // v reoriented to PIR: (j, k, i) sizes
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, _ := volume.PlanReorient(v.Dims, v.Affine, "PIR")
+	back.Affine = plan.DstAffine
+	want, err := plan.UndoLabel(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, fg := 0, 0
+	for i := range want.Data {
+		fg += int(r.Mask.Data[i])
+		if want.Data[i] != r.Mask.Data[i] {
+			diff++
+		}
+	}
+	// Nearest resizing of the thresholded input and linear resizing of the
+	// probabilities disagree only at the ball's surface.
+	t.Logf("%d voxels differ, %d in the mask", diff, fg)
+	if fg < 200 || diff > fg/3 {
+		t.Errorf("%d of %d mask voxels differ from the input's threshold", diff, fg)
+	}
+	if _, err := s.Input(&volume.Volume{Dims: volume.Dims{2, 2, 2}, Data: make([]float32, 1)}); err == nil {
+		t.Error("a malformed volume was prepared")
+	}
+}
+
+func sq(x float64) float64 { return x * x }
