@@ -90,7 +90,13 @@ func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) erro
 	if f.epochs < 0 {
 		return fmt.Errorf("demo: --epochs %d: want 0 (automatic) or more", f.epochs)
 	}
-	cfg := defaultDemoConfig()
+	return runDemoWith(ctx, f, defaultDemoConfig(), stdout, stderr)
+}
+
+// runDemoWith runs the demo of cfg as the flags say: the progress and a
+// summary on stdout, or the progress on stderr and one JSON object on
+// stdout with --json.
+func runDemoWith(ctx context.Context, f demoFlags, cfg demoConfig, stdout, stderr io.Writer) error {
 	if f.epochs > 0 {
 		cfg.Epochs, cfg.FixedEpochs = f.epochs, true
 	}

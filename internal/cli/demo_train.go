@@ -138,12 +138,12 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 	tr.Seconds = time.Since(start).Seconds()
 	tr.EpochsDone, tr.Steps = len(st.History), st.Step
 	tr.BestEpoch, tr.BestValDice = st.BestEpoch, st.BestDice
-	if out.Interrupted {
-		tr.StoppedByTime = true
-		fmt.Fprintf(log, "the time budget stopped training after %d of %d epochs; using the best epoch (%d)\n", tr.EpochsDone, tr.Epochs, tr.BestEpoch)
-	}
 	if st.BestEpoch == 0 {
 		return nil, errNoEpoch
+	}
+	if out.Interrupted {
+		tr.StoppedByTime = true
+		fmt.Fprintf(log, "the time budget stopped training after %d of %d epochs (the demo does not resume it); using the best epoch, %d\n", tr.EpochsDone, tr.Epochs, tr.BestEpoch)
 	}
 	return tr, nil
 }
