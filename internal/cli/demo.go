@@ -81,7 +81,7 @@ the paths written; DIR/demo.json holds the same object.`,
 
 // defaultDemoMinutes leaves a margin under the 10 minutes the demo must fit
 // in on a 2-core machine.
-const defaultDemoMinutes = 8
+const defaultDemoMinutes = 9
 
 func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) error {
 	if !(f.minutes > 0) || f.minutes > 24*60 {
