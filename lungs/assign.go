@@ -165,7 +165,10 @@ func (s *seg) choose(pieces []piece) {
 			largest[side] = -1 // dropped: no piece reaches it
 		}
 	}
-	if largest[Right] <= 0 || largest[Left] <= 0 {
+	switch {
+	case largest[Right] <= 0 && largest[Left] <= 0:
+		s.split = "none"
+	case largest[Right] <= 0 || largest[Left] <= 0:
 		s.split = "one side"
 	}
 	for _, p := range pieces {

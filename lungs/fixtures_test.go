@@ -52,7 +52,7 @@ func TestTotalSegCrop(t *testing.T) {
 	if r.MidlineFrom != "airway" || r.AirwayML < 5 {
 		t.Errorf("midline from %q, airway %.1f ml: want the trachea found", r.MidlineFrom, r.AirwayML)
 	}
-	checkOrientations(t, v, r.Mask)
+	checkOrientations(t, v, r.Mask, "x flipped", "SLA")
 }
 
 // TestIBSIChest: the IBSI radiomics CT crop holds the patient's right lung
@@ -73,7 +73,7 @@ func TestIBSIChest(t *testing.T) {
 	if x := centroidX(r.Mask, Right); x <= r.MidlineX {
 		t.Errorf("right lung centred at x = %.1f mm, not right of the midline at %.1f mm", x, r.MidlineX)
 	}
-	checkOrientations(t, v, r.Mask)
+	checkOrientations(t, v, r.Mask, "PIR")
 
 	d := readFixture(t, filepath.Join("ibsi_chest_ct", "dicom"))
 	rd, err := Segment(d, DefaultOptions())

@@ -32,10 +32,16 @@ type Options struct {
 	// BoneHU: voxels at or above are bone (the rib cage's hull) and are
 	// never added by the closing.
 	BoneHU float64
-	// ClosingRadiusMM is the radius of the disc of the per-slice closing.
+	// ClosingRadiusMM is the radius of the disc of the per-slice closing
+	// that brings dense lung at the pleura back into the lung; 0 turns
+	// the closing and the bridging off.
 	ClosingRadiusMM float64
-	// CostalBandMM is how far from the rib cage's hull the closing may add
-	// voxels.
+	// BridgeMM is the longest chord across the mouth of a bite in the
+	// lung's border that the bridging fills, where the closing filled the
+	// bite's inside; 0 turns the bridging off.
+	BridgeMM float64
+	// CostalBandMM is how far from the rib cage's hull the closing and
+	// the bridging may add voxels.
 	CostalBandMM float64
 	// Workers is the number of goroutines; 0 means GOMAXPROCS.
 	Workers int
@@ -43,7 +49,7 @@ type Options struct {
 
 // DefaultOptions returns the settings the package documentation describes.
 func DefaultOptions() Options {
-	return Options{AirHU: -320, AirwayHU: -950, BoneHU: 200, ClosingRadiusMM: 30, CostalBandMM: 40}
+	return Options{AirHU: -320, AirwayHU: -950, BoneHU: 200, ClosingRadiusMM: 30, BridgeMM: 60, CostalBandMM: 40}
 }
 
 func (o Options) validate() error {
@@ -51,7 +57,7 @@ func (o Options) validate() error {
 		name string
 		v    float64
 	}{{"AirHU", o.AirHU}, {"AirwayHU", o.AirwayHU}, {"BoneHU", o.BoneHU},
-		{"ClosingRadiusMM", o.ClosingRadiusMM}, {"CostalBandMM", o.CostalBandMM}} {
+		{"ClosingRadiusMM", o.ClosingRadiusMM}, {"BridgeMM", o.BridgeMM}, {"CostalBandMM", o.CostalBandMM}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return fmt.Errorf("lungs: option %s is %v", f.name, f.v)
 		}
@@ -61,10 +67,10 @@ func (o Options) validate() error {
 		return fmt.Errorf("lungs: AirwayHU %g must be below AirHU %g", o.AirwayHU, o.AirHU)
 	case o.BoneHU <= o.AirHU:
 		return fmt.Errorf("lungs: BoneHU %g must be above AirHU %g", o.BoneHU, o.AirHU)
-	case o.ClosingRadiusMM < 0 || o.CostalBandMM < 0:
-		return fmt.Errorf("lungs: ClosingRadiusMM %g and CostalBandMM %g must not be negative", o.ClosingRadiusMM, o.CostalBandMM)
-	case o.ClosingRadiusMM > 200:
-		return fmt.Errorf("lungs: ClosingRadiusMM %g is beyond any lung (at most 200)", o.ClosingRadiusMM)
+	case o.ClosingRadiusMM < 0 || o.BridgeMM < 0 || o.CostalBandMM < 0:
+		return fmt.Errorf("lungs: ClosingRadiusMM %g, BridgeMM %g and CostalBandMM %g must not be negative", o.ClosingRadiusMM, o.BridgeMM, o.CostalBandMM)
+	case o.ClosingRadiusMM > 200 || o.BridgeMM > 400:
+		return fmt.Errorf("lungs: ClosingRadiusMM %g or BridgeMM %g is beyond any lung (at most 200 and 400)", o.ClosingRadiusMM, o.BridgeMM)
 	}
 	return nil
 }
@@ -85,8 +91,8 @@ type Result struct {
 	MidlineFrom string
 	// Split says how the lungs were told apart: "separate" (they were
 	// separate components), "erosion N mm" (they touched and were
-	// separated by eroding N mm), "midline plane", or "one side" when only
-	// one lung was found.
+	// separated by eroding N mm), "midline plane", "one side" when only
+	// one lung was found, or "none".
 	Split string
 }
 
@@ -99,6 +105,7 @@ const (
 	maxAirwayAreaMM2 = 1200 // largest airway cross-section
 	minSeedAreaMM2   = 25   // smallest cross-section that starts an airway
 	airwayRingPx     = 2    // the airway wall's partial volume, in pixels
+	keepBridgeFrac   = 0.3  // share of a bridged region the closing must have filled
 	airwayGrowth     = 2    // largest area ratio between an airway slice and the one above
 	minComponentML   = 0.5  // smallest 3D air component considered
 	minSureFrac      = 0.05 // share of a 3D component that must be surely inside the body

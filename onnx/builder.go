@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/covseg/covseg/model"
@@ -89,6 +90,7 @@ func (b *Builder) fail(format string, args ...any) {
 
 // Input adds a float32 graph input of shape [batch, channels, depth, height,
 // width] where every axis except channels is symbolic, and returns its name.
+// Inputs share the symbolic axes, so several inputs must have one size.
 func (b *Builder) Input(name string, channels int) string {
 	if channels <= 0 {
 		b.fail("input %q: %d channels", name, channels)
@@ -116,8 +118,8 @@ func (b *Builder) Output(x, name string) {
 		return
 	}
 	ch, ok := b.values[x]
-	if !ok {
-		b.fail("output %q: unknown value %q", name, x)
+	if !ok || ch <= 0 {
+		b.fail("output %q: %q is not a feature map of this Builder", name, x)
 		return
 	}
 	b.addNode("Identity", []string{x}, name, nil)
@@ -180,15 +182,18 @@ func (b *Builder) addNode(op string, in []string, out string, attrs []*onnxpb.At
 }
 
 // param adds the weight name as an initializer (once) after checking its
-// shape, and returns name.
+// shape and values, and returns name.
 func (b *Builder) param(name string, shape ...int) string {
 	w, ok := b.weights[name]
 	if !ok {
 		b.fail("parameter %q is missing", name)
 		return name
 	}
-	if !sameShape(w.Shape, shape) {
+	if !slices.Equal(w.Shape, shape) {
 		b.fail("parameter %q has shape %v, the layer needs %v", name, w.Shape, shape)
+		return name
+	}
+	if b.initDone[name] {
 		return name
 	}
 	n, err := numel(w.Shape)
@@ -206,23 +211,9 @@ func (b *Builder) param(name string, shape ...int) string {
 		b.fail("parameter %q has the name of a graph value", name)
 		return name
 	}
-	if !b.initDone[name] {
-		b.initDone[name] = true
-		b.params = append(b.params, name)
-	}
+	b.initDone[name] = true
+	b.params = append(b.params, name)
 	return name
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // numel is the element count of shape, refusing negative or overflowing dims.

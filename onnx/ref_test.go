@@ -246,3 +246,14 @@ func TestNearestIndicesReference(t *testing.T) {
 		t.Errorf("in 14, out 16: %v, PyTorch %v", got, want)
 	}
 }
+
+// The reference's rule is model.NearestIndices's, written independently.
+func TestNearestIndicesMatchModel(t *testing.T) {
+	for in := 1; in <= 100; in++ {
+		for out := 1; out <= 100; out++ {
+			if a, b := nearestIndices(in, out), model.NearestIndices(in, out); fmt.Sprint(a) != fmt.Sprint(b) {
+				t.Fatalf("in %d, out %d: reference %v, model %v", in, out, a, b)
+			}
+		}
+	}
+}

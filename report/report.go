@@ -29,6 +29,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -233,11 +234,15 @@ func percent(part, whole int64) *float64 {
 	return &p
 }
 
-// JSON returns the report as indented JSON.
+// JSON returns the report as indented JSON (with "<" and "≥" as they are,
+// not escaped for HTML).
 func (r *Report) JSON() ([]byte, error) {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	return append(b, '\n'), nil
+	return b.Bytes(), nil
 }

@@ -68,7 +68,7 @@ func Bench(opt BenchOptions, emit func(any)) (*BenchSummary, error) {
 		return nil, fmt.Errorf("train: bench needs at least 2 steps (the first compiles), got %d", opt.Steps)
 	}
 	cfg := DefaultConfig()
-	cfg.Data.Grid = opt.Shape
+	cfg.Data.Preprocess.Grid = opt.Shape
 	cfg.Model.Width = opt.Width
 	cfg.Backend.DType = opt.DType
 	cfg.Phases = []Phase{{Name: "bench", Epochs: 1, LR: 1e-3, EncoderLRMult: 1}}

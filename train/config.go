@@ -12,7 +12,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/covseg/covseg/augment"
 	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/preprocess"
 )
 
 // Config is everything a training run needs, read from YAML. Its zero value
@@ -42,18 +44,31 @@ type Config struct {
 	Checkpoint CheckpointConfig `yaml:"checkpoint"`
 }
 
-// DataConfig describes the training data. It holds what the trainer and
-// the interim loader need; the data package's own configuration (caching,
-// augmentation) replaces it when it lands.
+// DataConfig describes the training data: where the cases are, how they
+// are preprocessed (the preprocess package), augmented (the augment
+// package) and batched (the loader package).
 type DataConfig struct {
-	// Manifest is the CSV listing the cases (image, mask, split).
+	// Manifest is the CSV listing the cases (image, mask, split, dataset;
+	// see the dataset package). A relative path is taken from the config
+	// file's folder (covseg train writes it absolute into the run folder's
+	// config.yaml).
 	Manifest string `yaml:"manifest"`
-	// Grid is the input size D, H, W every volume is resized to.
-	Grid [3]int `yaml:"grid,flow"`
-	// Window is the HU window [low, high] mapped onto 0..1.
-	Window [2]float64 `yaml:"window,flow"`
+	// Cache is the folder of preprocessed cases (zstd files), which later
+	// runs with the same settings reuse; empty means <run folder>/cache.
+	Cache string `yaml:"cache"`
+	// CacheMemoryMB bounds the preprocessed cases kept in memory.
+	CacheMemoryMB int `yaml:"cache_memory_mb"`
 	// BatchSize is the number of cases per training step.
 	BatchSize int `yaml:"batch_size"`
+	// Workers prepare batches in parallel, Prefetch of them at most ahead
+	// of training (0: the loader's default, 2).
+	Workers  int `yaml:"workers"`
+	Prefetch int `yaml:"prefetch"`
+	// Preprocess turns a CT and its mask into the network's input: the
+	// paper's whole-volume resize to 20x224x224 by default.
+	Preprocess preprocess.Config `yaml:"preprocess"`
+	// Augment is applied to training cases only.
+	Augment augment.Config `yaml:"augment"`
 }
 
 // ModelConfig says which network to train and how to initialise it.
@@ -161,7 +176,9 @@ const (
 )
 
 // DefaultConfig returns the paper's recipe: the full-width network with
-// 2 classes on 20x224x224 inputs windowed to −1024..600 HU, batch size 1,
+// 2 classes on whole volumes resized to 20x224x224 and windowed to
+// −1024..600 HU (the data packages' defaults, augmentation included), batch
+// size 1,
 // loss (1 − Dice) + CE, AdamW (β2 0.99, eps 1e-5, weight decay 1e-4 except
 // on BatchNorm and biases), one-cycle (25 % warm-up, div 25, div_final
 // 1e5, β1 0.95→0.85→0.95), 3 epochs frozen at 1e-2 then 50 unfrozen at 1e-3.
@@ -169,9 +186,10 @@ func DefaultConfig() Config {
 	return Config{
 		Seed: 0,
 		Data: DataConfig{
-			Grid:      [3]int{20, 224, 224},
-			Window:    [2]float64{-1024, 600},
-			BatchSize: 1,
+			CacheMemoryMB: 1024,
+			BatchSize:     1,
+			Preprocess:    preprocess.DefaultConfig(),
+			Augment:       augment.DefaultConfig(),
 		},
 		Model:   ModelConfig{Width: 1, Classes: 2},
 		Backend: BackendConfig{DType: DTypeFloat32},
@@ -221,12 +239,20 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, err
 	}
-	for i, n := range raw.Phases {
-		p := Phase{EncoderLRMult: 1}
-		if err := n.Decode(&p); err != nil {
-			return Config{}, fmt.Errorf("phase %d: %w", i+1, err)
+	if len(cfg.Data.Preprocess.Schedule) == 0 {
+		cfg.Data.Preprocess.Schedule = nil // omitted when written: keep round trips equal
+	}
+	if raw.Phases != nil {
+		// Decoded again one by one so that each phase starts from its
+		// defaults (and a null entry is an empty phase, refused below).
+		cfg.Phases = make([]Phase, len(raw.Phases))
+		for i, n := range raw.Phases {
+			p := Phase{EncoderLRMult: 1}
+			if err := n.Decode(&p); err != nil {
+				return Config{}, fmt.Errorf("phase %d: %w", i+1, err)
+			}
+			cfg.Phases[i] = p
 		}
-		cfg.Phases[i] = p
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -234,12 +260,27 @@ func ParseConfig(b []byte) (Config, error) {
 	return cfg, nil
 }
 
-// YAML returns the config as YAML, as ReadConfig reads it.
+// YAML returns the config as YAML, as ReadConfig reads it, with a comment
+// on each field.
 func (c Config) YAML() ([]byte, error) {
+	var root yaml.Node
+	if err := root.Encode(c); err != nil {
+		return nil, fmt.Errorf("train: config to YAML: %w", err)
+	}
+	annotate(&root, "")
+	root.HeadComment = "covseg train config: every field is optional, a missing one takes the value shown\n(the paper's recipe). Relative paths are relative to this file's folder."
+	return encodeYAML(&root)
+}
+
+// canonicalYAML is the config as YAML without comments, the form its hash
+// is taken of (comment wording may change between versions).
+func (c Config) canonicalYAML() ([]byte, error) { return encodeYAML(c) }
+
+func encodeYAML(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(c); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("train: config to YAML: %w", err)
 	}
 	if err := enc.Close(); err != nil {
@@ -248,9 +289,70 @@ func (c Config) YAML() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// fieldComments explain the config's fields in the printed YAML, by path.
+var fieldComments = map[string]string{
+	"seed":                        "model initialisation, data order and augmentation",
+	"data.manifest":               "CSV of cases: image, mask, split (train/val/test), dataset",
+	"data.cache":                  "folder of preprocessed cases; empty: <run folder>/cache",
+	"data.cache_memory_mb":        "preprocessed cases kept in memory",
+	"data.batch_size":             "cases per batch",
+	"data.workers":                "batches prepared in parallel (0: 2)",
+	"data.prefetch":               "batches prepared ahead of training (0: 2)",
+	"data.preprocess":             "see the preprocess package: resize (the paper) or patch (nnU-Net)",
+	"data.augment":                "training only; p is each transform's probability",
+	"model.init":                  "start from this covseg model file (only its network)",
+	"model.width":                 "channel multiplier; 1 = the paper's network",
+	"model.classes":               "output classes, background included",
+	"model.pretrained":            "torchvision r3d_18 .pth (Kinetics-400) for the encoder",
+	"backend.name":                "GoMLX backend: empty = $GOMLX_BACKEND or covseg's CPU backend; xla:cuda",
+	"backend.dtype":               "float32, or bfloat16 (mixed precision, XLA backends only)",
+	"loss.dice_weight":            "loss = dice_weight·(1 − soft Dice) + ce_weight·cross-entropy",
+	"loss.dice_class":             "class whose Dice is optimised and reported",
+	"loss.dice_smooth":            "added to the Dice's numerator and denominator",
+	"optimizer.beta2":             "AdamW; β1 follows the schedule",
+	"optimizer.weight_decay":      "decoupled: p ← p·(1 − lr·wd)",
+	"optimizer.decay_bn_and_bias": "also decay BatchNorm parameters and biases",
+	"optimizer.accumulate":        "batches whose gradients are summed before an update",
+	"optimizer.clip_grad_norm":    "clip the global gradient norm; 0 = off",
+	"optimizer.reset_each_phase":  "fresh optimiser state at each phase (fastai keeps it)",
+	"schedule.pct_start":          "one-cycle: share of the updates warming up",
+	"schedule.div":                "the warm-up starts at lr/div",
+	"schedule.div_final":          "and the phase ends at lr/div_final",
+	"schedule.beta1_max":          "β1 starts and ends here",
+	"schedule.beta1_min":          "and is lowest at the top of the warm-up",
+	"phases":                      "fit_one_cycle runs, one after the other",
+	"checkpoint.keep_epochs":      "keep epoch_NNN.ckpt of the last N epochs (-1 all, 0 none)",
+}
+
+// annotate sets the comments of fieldComments on the keys of a mapping
+// node tree; path is the dotted path of n.
+func annotate(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			annotate(c, path)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if path != "" {
+				key = path + "." + key
+			}
+			if c, ok := fieldComments[key]; ok {
+				if v := n.Content[i+1]; v.Style&yaml.FlowStyle != 0 {
+					v.LineComment = c // a key's comment is lost before a flow sequence
+				} else {
+					n.Content[i].LineComment = c
+				}
+			}
+			annotate(n.Content[i+1], key)
+		}
+	}
+}
+
 // hash identifies the config a checkpoint was written under.
 func (c Config) hash() string {
-	b, err := c.YAML()
+	b, err := c.canonicalYAML()
 	if err != nil {
 		return ""
 	}
@@ -280,16 +382,22 @@ func finite(xs ...float64) bool {
 // Validate reports the first problem with c, or nil.
 func (c Config) Validate() error {
 	d := c.Data
-	for i, n := range d.Grid {
-		if n < 1 || n > 4096 {
-			return fmt.Errorf("train: data.grid %v: size %d of axis %d not in 1..4096", d.Grid, n, i)
-		}
+	if err := d.Preprocess.Validate(); err != nil {
+		return fmt.Errorf("train: data.%w", err)
 	}
-	if !finite(d.Window[:]...) || !(d.Window[1] > d.Window[0]) {
-		return fmt.Errorf("train: data.window %v: want finite [low, high] with low < high", d.Window)
+	if err := d.Augment.Validate(); err != nil {
+		return fmt.Errorf("train: data.%w", err)
 	}
 	if d.BatchSize < 1 || d.BatchSize > 1024 {
 		return fmt.Errorf("train: data.batch_size %d not in 1..1024", d.BatchSize)
+	}
+	if d.Workers < 0 || d.Workers > 256 || d.Prefetch < 0 || d.Prefetch > 256 || d.CacheMemoryMB < 0 || d.CacheMemoryMB > 1<<24 {
+		return fmt.Errorf("train: data: workers %d, prefetch %d (0..256) or cache_memory_mb %d out of range", d.Workers, d.Prefetch, d.CacheMemoryMB)
+	}
+	if d.Preprocess.Scaling == preprocess.ScaleMinMax {
+		// model.Preprocess, which inference follows, has no per-volume
+		// min–max scaling: a model trained so would be fed windowed CTs.
+		return errors.New("train: data.preprocess.scaling minmax: a model file cannot record per-volume min–max scaling yet, so inference would not match; use window")
 	}
 	m := c.Model
 	if m.Init == "" {

@@ -2,6 +2,8 @@ package train
 
 import (
 	"reflect"
+
+	"github.com/covseg/covseg/preprocess"
 	"strings"
 	"testing"
 )
@@ -29,7 +31,9 @@ func TestDefaultConfigIsTheRecipe(t *testing.T) {
 	if l.DiceWeight != 1 || l.CEWeight != 1 || l.DiceClass != 1 || l.DiceSmooth != 0 {
 		t.Errorf("loss %+v", l)
 	}
-	if c.Data.Grid != [3]int{20, 224, 224} || c.Data.Window != [2]float64{-1024, 600} || c.Data.BatchSize != 1 || c.Model.Width != 1 || c.Model.Classes != 2 {
+	p := c.Data.Preprocess
+	if p.Mode != preprocess.ModeResize || p.Grid != (preprocess.Grid{20, 224, 224}) || p.WindowLo != -1024 || p.WindowHi != 600 ||
+		p.Scaling != preprocess.ScaleWindow || c.Data.BatchSize != 1 || c.Model.Width != 1 || c.Model.Classes != 2 {
 		t.Errorf("data %+v model %+v", c.Data, c.Model)
 	}
 }
@@ -40,7 +44,7 @@ func TestConfigYAMLRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"beta2: 0.99", "weight_decay: 0.0001", "pct_start: 0.25", "freeze_encoder: true", "grid:"} {
+	for _, key := range []string{"beta2: 0.99", "weight_decay: 0.0001", "pct_start: 0.25", "freeze_encoder: true", "grid: 20x224x224", "window_lo: -1024", "flip:"} {
 		if !strings.Contains(string(y), key) {
 			t.Errorf("printed config lacks %q:\n%s", key, y)
 		}
@@ -72,7 +76,7 @@ phases:
 		t.Fatal(err)
 	}
 	d := DefaultConfig()
-	if c.Seed != 3 || c.Data.Manifest != "cases.csv" || c.Data.Grid != d.Data.Grid || c.Optimizer.Accumulate != 4 ||
+	if c.Seed != 3 || c.Data.Manifest != "cases.csv" || c.Data.Preprocess.Grid != d.Data.Preprocess.Grid || c.Optimizer.Accumulate != 4 ||
 		c.Optimizer.ClipGradNorm != 1.5 || c.Optimizer.Beta2 != 0.99 {
 		t.Errorf("overrides: %+v", c)
 	}
@@ -96,8 +100,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"phases: [{name: x, epochs: 0, lr: 0.1}]", "epochs"},
 		{"phases: [{name: x, epochs: 1, lr: -1}]", "lr"},
 		{"phases: [{name: x, epochs: 1, lr: 1, extra: 2}]", "extra"},
-		{"data: {grid: [20, 0, 224]}", "grid"},
-		{"data: {window: [600, -1024]}", "window"},
+		{"data: {preprocess: {grid: [20, 0, 224]}}", "grid"},
+		{"data: {preprocess: {window_lo: 600, window_hi: -1024}}", "window"},
+		{"data: {preprocess: {scaling: minmax}}", "minmax"},
+		{"data: {augment: {flip: {p: 2}}}", "flip"},
+		{"data: {workers: -1}", "workers"},
 		{"model: {width: 0.3}", "width"},
 		{"model: {classes: 1}", "classes"},
 		{"loss: {dice_class: 2}", "dice_class"},
@@ -120,7 +127,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(y)
 	f.Add([]byte("phases:\n  - {name: a, epochs: 1, lr: 0.1}\n"))
 	f.Add([]byte("optimizer: {accumulate: 3, clip_grad_norm: 2}\nbackend: {dtype: bfloat16}\n"))
-	f.Add([]byte("data: {grid: [8, 32, 32], window: [-1000, 400]}\n"))
+	f.Add([]byte("data: {preprocess: {grid: 8x32x32, window_lo: -1000, window_hi: 400, schedule: [{from_epoch: 2, grid: 8x64x64}]}}\n"))
+	f.Add([]byte("data: {preprocess: {mode: patch, patch: 16x64x64, spacing: [5, 1.5, 1.5]}, augment: {noise: {p: 1, std: 0.1}}}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b)
 		if err != nil {

@@ -33,7 +33,7 @@ var tinyGrid = [3]int{8, 32, 32}
 func tinyConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Seed = 7
-	cfg.Data.Grid = tinyGrid
+	cfg.Data.Preprocess.Grid = tinyGrid
 	cfg.Model.Width = tinyWidth
 	cfg.Phases[0].Epochs = 1
 	cfg.Phases[1].Epochs = 1

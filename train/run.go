@@ -15,6 +15,7 @@ import (
 	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/covseg/covseg/internal/progress"
 	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/preprocess"
 )
 
 // Options configure Run.
@@ -30,7 +31,8 @@ type Options struct {
 	// Backend runs the computation; nil means NewBackend(Config.Backend.Name).
 	Backend backends.Backend
 	// Train yields the training batches, Val the validation cases (each
-	// item of a validation batch is one case); Val may be nil.
+	// item of a validation batch is one case). Val may be nil: then no
+	// validation metrics and no best.ckpt.
 	Train, Val Source
 	// Log receives the progress bar and one summary line per epoch; nil
 	// discards them.
@@ -196,17 +198,28 @@ func NewModel(cfg Config) (model.Config, *mlctx.Context, error) {
 			}
 		}
 	}
-	mcfg.Preprocess.Grid = cfg.Data.Grid
-	// The training data are reoriented to canonical RAS+ before the resize
-	// (covseg train's loader, package preprocess); inference reorients to
-	// the model's Orientation, so it must say RAS, or every CT would reach
-	// the trained network mirrored left-right and front-back.
-	mcfg.Preprocess.Orientation = "RAS"
-	mcfg.Preprocess.WindowLow, mcfg.Preprocess.WindowHigh = cfg.Data.Window[0], cfg.Data.Window[1]
+	mcfg.Preprocess = ModelPreprocess(cfg.Data.Preprocess, cfg.TotalEpochs()-1)
 	if err := mcfg.Validate(); err != nil {
 		return model.Config{}, nil, fmt.Errorf("train: %w", err)
 	}
 	return mcfg, ctx, nil
+}
+
+// ModelPreprocess is what a model trained with the data pipeline p records
+// for inference (model.Preprocess): the HU window, the canonical RAS+
+// orientation the pipeline reorients to, and the input grid of the last
+// epoch (whole-volume resize) or the patch size and voxel spacing (patch
+// mode).
+func ModelPreprocess(p preprocess.Config, lastEpoch int) model.Preprocess {
+	mp := model.Preprocess{
+		WindowLow: p.WindowLo, WindowHigh: p.WindowHi,
+		Normalize: model.NormNone, Orientation: "RAS",
+		Mode: model.ModeResize, Grid: p.InputGrid(lastEpoch),
+	}
+	if p.Mode == preprocess.ModePatch {
+		mp.Mode, mp.Spacing = model.ModeSpacing, p.Spacing
+	}
+	return mp
 }
 
 // loop trains from r.st to the end or to an interruption.
@@ -377,10 +390,13 @@ func (r *runner) trainBatches(ctx context.Context, ge, n int, bar *progress.Bar)
 // validate evaluates every validation case: the mean per-case Dice, the
 // number of cases and the mean batch loss.
 func (r *runner) validate(ctx context.Context) (dice float64, cases int, loss float64, err error) {
+	ge := r.st.GlobalEpoch(r.cfg)
 	if r.opt.Val == nil || r.opt.Val.Len() == 0 {
 		return 0, 0, 0, nil
 	}
-	batches, err := r.opt.Val.Epoch(ctx, 0, 0)
+	// The epoch matters to validation only through a progressive-resizing
+	// schedule: cases are evaluated on the grid the epoch trained on.
+	batches, err := r.opt.Val.Epoch(ctx, ge, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, 0, 0, nil

@@ -325,4 +325,3 @@ func TestPruneEpochFiles(t *testing.T) {
 		t.Errorf("kept %v", names)
 	}
 }
-

@@ -16,9 +16,9 @@ import (
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure covseg's speed and memory on this machine",
+		Short: "Measure covseg's speed and memory on this machine: training steps, the network alone (against PyTorch), whole segmentations",
 	}
-	cmd.AddCommand(newBenchTrainCmd())
+	cmd.AddCommand(newBenchTrainCmd(), newBenchInferCmd(), newBenchSegmentCmd())
 	return cmd
 }
 

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -29,7 +30,9 @@ func benchBackend(name string, preallocate bool) (backends.Backend, string, erro
 	}
 	b, err := xla.NewWithOptions(plugin, pjrt.NamedValuesMap{"preallocate": false})
 	if err != nil {
-		return nil, "", err
+		// A plugin that does not know the option: measure with its defaults.
+		b, err2 := train.NewBackend(name)
+		return b, fmt.Sprintf("defaults (preallocate=false refused: %v)", err), err2
 	}
 	return b, "preallocate=false", nil
 }

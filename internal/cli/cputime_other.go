@@ -2,11 +2,5 @@
 
 package cli
 
-// cpuMark would be the process's CPU time; this system does not say.
-type cpuMark struct{}
-
-// processCPUSeconds marks nothing here.
-func processCPUSeconds() cpuMark { return cpuMark{} }
-
-// since reports that the CPU time is unknown.
-func (cpuMark) since() (float64, bool) { return 0, false }
+// cpuSeconds cannot read the CPU time on this system.
+func cpuSeconds() (float64, bool) { return 0, false }

@@ -2,32 +2,15 @@
 
 package cli
 
-import (
-	"syscall"
-	"time"
-)
+import "syscall"
 
-// cpuMark is the process's CPU time (user + system) at some moment.
-type cpuMark struct {
-	t  time.Duration
-	ok bool
-}
-
-// processCPUSeconds marks the process's CPU time now.
-func processCPUSeconds() cpuMark {
+// cpuSeconds returns the CPU time (user and system) this process has used
+// so far, all threads together; ok is false where it cannot be read.
+func cpuSeconds() (float64, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return cpuMark{}
-	}
-	return cpuMark{t: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ok: true}
-}
-
-// since returns the CPU seconds the process used since m, and whether the
-// system says.
-func (m cpuMark) since() (float64, bool) {
-	now := processCPUSeconds()
-	if !m.ok || !now.ok {
 		return 0, false
 	}
-	return (now.t - m.t).Seconds(), true
+	sec := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return sec(ru.Utime) + sec(ru.Stime), true
 }

@@ -177,7 +177,7 @@ type demoPhantoms struct {
 // evaluation and report, within opt.Budget.
 func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	start := time.Now()
-	cpu0 := processCPUSeconds()
+	cpu0, cpuOK := cpuSeconds()
 	deadline := start.Add(opt.Budget)
 	log := opt.Log
 	if log == nil {
@@ -237,7 +237,8 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	res.Timings["segment_evaluate_report"] = time.Since(t).Seconds()
 
 	res.Seconds = time.Since(start).Seconds()
-	if cpu, ok := cpu0.since(); ok {
+	if cpu1, ok := cpuSeconds(); ok && cpuOK {
+		cpu := cpu1 - cpu0
 		res.CPUSeconds = &cpu
 	}
 	if err := writeDemoSummary(res); err != nil {

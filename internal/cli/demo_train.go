@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/covseg/covseg/augment"
+	"github.com/covseg/covseg/preprocess"
 	"io"
 	"math"
 	"os"
@@ -33,7 +35,11 @@ func (c demoConfig) trainConfig(seed uint64, manifest, init string, epochs int) 
 	cfg := train.DefaultConfig()
 	cfg.Seed = seed
 	cfg.Data.Manifest = manifest
-	cfg.Data.Grid = c.Grid
+	cfg.Data.Preprocess.Grid = preprocess.Grid(c.Grid)
+	cfg.Data.Preprocess.Schedule = nil
+	// Phantoms vary enough; augmentation would only slow the few minutes
+	// of training down.
+	cfg.Data.Augment = augment.None()
 	cfg.Model.Width = c.Width
 	cfg.Model.Init = init
 	cfg.Phases = []train.Phase{{Name: "unfrozen", Epochs: epochs, LR: c.LR, EncoderLRMult: 1}}
@@ -119,7 +125,7 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 	tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the lesion prior ±%.2f (%.1f %% lesion voxels in the training phantoms)",
 		seed, demoPrior(data.lesionFraction), 100*data.lesionFraction)
 	cfg := c.trainConfig(seed, data.manifest, init, tr.Epochs)
-	trainSrc, valSrc, err := loadTrainData(cfg, log)
+	trainSrc, valSrc, err := loadTrainData(cfg, dirs.run, log)
 	if err != nil {
 		return nil, err
 	}

@@ -199,7 +199,7 @@ func describeSource(s model.EncoderSource) string {
 	return fmt.Sprintf("random initialisation (seed %d)", s.Seed)
 }
 
-// thousands formats n with thin separators: 95,325,440.
+// thousands formats n with comma separators: 95,325,440.
 func thousands(n int) string {
 	s := strconv.Itoa(n)
 	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {

@@ -291,7 +291,7 @@ func reproduceTrain(ctx context.Context, f reproduceFlags, manifest string, log 
 		ph = append(ph, s)
 	}
 	tr.Phases = strings.Join(ph, ", then ")
-	trainSrc, valSrc, err := loadTrainData(cfg, log)
+	trainSrc, valSrc, err := loadTrainData(cfg, dir, log)
 	if err != nil {
 		return nil, err
 	}

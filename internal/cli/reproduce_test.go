@@ -17,7 +17,9 @@ import (
 // unfrozen one) at a size that trains in seconds.
 const tinyRecipeYAML = `seed: 2
 data:
-  grid: [8, 16, 24]
+  preprocess:
+    grid: 8x16x24
+    schedule: []
 model:
   width: 0.03125
 phases:

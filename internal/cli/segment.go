@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -71,7 +70,8 @@ onto the CT's grid (trilinear) before the argmax.
 --probs also writes CASE_probs.nii.gz, the float32 probability of class 1
 (CASE_probs_NAME.nii.gz per class when the model has more than two).
 --png writes CASE_mask.png, axial slices with the mask outlined.
---report writes CASE_report.json: per class, voxels, volume in mL and mean HU.`,
+--report writes CASE_report.json and CASE_report.md: the severity report of
+covseg report (lung and infiltrate volumes, percent involved, MosMedData category).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSegment(cmd.OutOrStdout(), cmd.ErrOrStderr(), args, f)
@@ -87,9 +87,9 @@ onto the CT's grid (trilinear) before the argmax.
 	fl.BoolVar(&f.tta, "tta", false, "test-time augmentation: average over the 8 mirrorings (8x slower)")
 	fl.BoolVar(&f.probs, "probs", false, "also write the class probability map(s) as float32 NIfTI")
 	fl.BoolVar(&f.png, "png", false, "also write a PNG montage of axial slices with the mask outlined")
-	fl.BoolVar(&f.report, "report", false, "also write a JSON report per case (class volumes, mean HU)")
+	fl.BoolVar(&f.report, "report", false, "also write the severity report per case (JSON and Markdown)")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
-	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per core)")
+	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
 }
 
@@ -175,7 +175,7 @@ func openEngine(stderr io.Writer, f segmentFlags) (infer.Engine, error) {
 	}
 	threads := f.threads
 	if threads <= 0 {
-		threads = runtime.NumCPU()
+		threads = physicalCores()
 	}
 	eng, err := infer.OpenEngine(f.modelPath, infer.EngineOptions{Kind: f.engine, Threads: threads, Version: Version})
 	if errors.Is(err, ort.ErrNoLibrary) {

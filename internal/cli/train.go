@@ -92,7 +92,7 @@ func runTrain(ctx context.Context, a trainArgs, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	trainSrc, valSrc, err := loadTrainData(cfg, stdout)
+	trainSrc, valSrc, err := loadTrainData(cfg, dir, stdout)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func absPaths(cfg train.Config, configPath string) (train.Config, error) {
 	if configPath != "" {
 		base = filepath.Dir(configPath)
 	}
-	for _, p := range []*string{&cfg.Data.Manifest, &cfg.Model.Init, &cfg.Model.Pretrained} {
+	for _, p := range []*string{&cfg.Data.Manifest, &cfg.Data.Cache, &cfg.Model.Init, &cfg.Model.Pretrained} {
 		if *p == "" || filepath.IsAbs(*p) {
 			continue
 		}

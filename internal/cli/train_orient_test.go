@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/covseg/covseg/dataset"
+	"github.com/covseg/covseg/preprocess"
 	"math"
 	"path/filepath"
 	"testing"
@@ -32,9 +34,14 @@ func TestTrainAndSegmentPrepareAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := train.DefaultConfig()
-	tc.Data.Grid = [3]int{8, 16, 24}
+	tc.Data.Preprocess.Grid = preprocess.Grid{8, 16, 24}
+	tc.Data.Preprocess.Schedule = nil
 	tc.Model.Width = 1.0 / 32
-	c, err := prepareCase(trainEntry{name: "ct", image: img, mask: mask}, tc.Data)
+	rimg, rmask, err := preprocess.Read(dataset.Entry{Image: img, Mask: mask, Case: "ct"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := preprocess.Prepare("ct", rimg, rmask, tc.Data.Preprocess, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +65,12 @@ func TestTrainAndSegmentPrepareAlike(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(x.Data) != len(c.Image) {
-		t.Fatalf("inference input %d values, training %d", len(x.Data), len(c.Image))
+	if len(x.Data) != len(c.Image.Data) {
+		t.Fatalf("inference input %d values, training %d", len(x.Data), len(c.Image.Data))
 	}
 	worst := 0.0
 	for i := range x.Data {
-		worst = math.Max(worst, math.Abs(float64(x.Data[i]-c.Image[i])))
+		worst = math.Max(worst, math.Abs(float64(x.Data[i]-c.Image.Data[i])))
 	}
 	if worst > 1e-5 {
 		t.Errorf("training and inference inputs differ by up to %g (model orientation %q)", worst, mcfg.Preprocess.Orientation)

@@ -12,8 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/train"
 	"github.com/covseg/covseg/volume"
@@ -71,7 +74,7 @@ func writeCases(t *testing.T, dir string, n int) string {
 const tinyTrainYAML = `seed: 1
 data:
   manifest: manifest.csv
-  grid: [8, 32, 32]
+  preprocess: {grid: 8x32x32}
 model:
   width: 0.03125
 phases:
@@ -93,7 +96,7 @@ func TestTrainCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train: exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"data: 3 training and 1 validation cases", "backend covcpu", "epoch 2/2 (unfrozen 1): train loss", "val Dice", "finished 2 epochs"} {
+	for _, want := range []string{"data: 3 training and 1 validation cases", "resize 8x32x32", "backend covcpu", "epoch 2/2 (unfrozen 1): train loss", "val Dice", "finished 2 epochs"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -109,6 +112,16 @@ func TestTrainCommand(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(runDir, f)); err != nil {
 			t.Error(err)
 		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(runDir, "cache", "*")); len(files) < 4 {
+		t.Errorf("the run folder's cache holds %d files, want the 4 preprocessed cases", len(files))
+	}
+	man, err := model.ReadManifest(filepath.Join(runDir, train.FileBest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := man.Config.Preprocess; p.Grid != [3]int{8, 32, 32} || p.Orientation != "RAS" || p.WindowLow != -1024 || p.WindowHigh != 600 || p.Mode != model.ModeResize {
+		t.Errorf("best.ckpt records preprocessing %+v", p)
 	}
 	out, errs, code = run(t, "train", "--resume", runDir)
 	if code != 0 || !strings.Contains(out, "already finished") {
@@ -174,15 +187,18 @@ func TestTrainManifestErrors(t *testing.T) {
 	os.WriteFile(path, []byte("image,split\na.nii.gz,train\n"), 0o644)
 	cfg := train.DefaultConfig()
 	cfg.Data.Manifest = path
-	if _, _, err := loadTrainData(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "mask") || !strings.Contains(err.Error(), path) {
+	if _, _, err := loadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "mask") || !strings.Contains(err.Error(), path) {
 		t.Errorf("missing column: %v", err)
 	}
-	os.WriteFile(path, []byte("image,mask,split\nmissing.nii.gz,m.nii.gz,train\n"), 0o644)
-	if _, _, err := loadTrainData(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.nii.gz") {
+	os.WriteFile(path, []byte("image,mask,split,dataset\nmissing.nii.gz,m.nii.gz,train,x\n"), 0o644)
+	if _, _, err := loadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.nii.gz") {
 		t.Errorf("missing image: %v", err)
 	}
-	os.WriteFile(path, []byte("image,mask,split\na.nii.gz,m.nii.gz,test\n"), 0o644)
-	if _, _, err := loadTrainData(cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "no train cases") {
+	data := t.TempDir()
+	writeCases(t, data, 2)
+	cfg.Data.Manifest = filepath.Join(data, "manifest.csv")
+	os.WriteFile(cfg.Data.Manifest, []byte("image,mask,split,dataset\nimg0.nii.gz,mask0.nii.gz,test,x\n"), 0o644)
+	if _, _, err := loadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "no train cases") {
 		t.Errorf("no training cases: %v", err)
 	}
 }
@@ -215,5 +231,24 @@ func TestBenchTrain(t *testing.T) {
 	}
 	if _, errs, code := run(t, "bench", "train", "--dtype", "f16"); code == 0 || !strings.Contains(errs, "f32 or bf16") {
 		t.Errorf("bad dtype: exit %d: %s", code, errs)
+	}
+}
+
+// TestInterruptibleSignal: the first SIGTERM cancels the training context
+// (and says so) instead of killing the process.
+func TestInterruptibleSignal(t *testing.T) {
+	var msg strings.Builder
+	ctx, stop := interruptible(context.Background(), &msg)
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM did not cancel the context")
+	}
+	if !strings.Contains(msg.String(), "saving and stopping after the current batch") {
+		t.Errorf("message %q", msg.String())
 	}
 }
