@@ -3,16 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
-	"github.com/covseg/covseg/augment"
-	"github.com/covseg/covseg/preprocess"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/covseg/covseg/augment"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/onnx"
+	"github.com/covseg/covseg/preprocess"
 	"github.com/covseg/covseg/train"
 )
 
