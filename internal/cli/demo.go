@@ -81,7 +81,7 @@ the paths written; DIR/demo.json holds the same object.`,
 
 // defaultDemoMinutes leaves a margin under the 10 minutes the demo must fit
 // in on a 2-core machine.
-const defaultDemoMinutes = 8
+const defaultDemoMinutes = 9
 
 func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) error {
 	if !(f.minutes > 0) || f.minutes > 24*60 {
@@ -90,7 +90,13 @@ func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) erro
 	if f.epochs < 0 {
 		return fmt.Errorf("demo: --epochs %d: want 0 (automatic) or more", f.epochs)
 	}
-	cfg := defaultDemoConfig()
+	return runDemoWith(ctx, f, defaultDemoConfig(), stdout, stderr)
+}
+
+// runDemoWith runs the demo of cfg as the flags say: the progress and a
+// summary on stdout, or the progress on stderr and one JSON object on
+// stdout with --json.
+func runDemoWith(ctx context.Context, f demoFlags, cfg demoConfig, stdout, stderr io.Writer) error {
 	if f.epochs > 0 {
 		cfg.Epochs, cfg.FixedEpochs = f.epochs, true
 	}

@@ -36,20 +36,29 @@ type demoConfig struct {
 	TargetDice float64
 }
 
-// defaultDemoConfig is the demo that fits 10 minutes on two cores: 64x64x16
-// phantoms over the default field of view (5.25 x 5.25 x 20 mm voxels) with
-// three to five lesions, 1.6 times the default size, resized to 16x32x32 for
-// a network of width 1/16 (stem of 4 channels, 0.38 M parameters).
+// defaultDemoConfig is the demo that fits 10 minutes on two cores (see
+// README.md for the experiments behind it):
+//
+//   - 32x32x16 phantoms of 10.5 x 10.5 x 8 mm voxels: the default 336 mm
+//     field of view across and a 128 mm slab of chest, three to five lesions
+//     1.6 times the default size. The network's input grid is the phantoms'
+//     own, 16x32x32: resizing finer phantoms to it and the prediction back
+//     would cost the Dice about 8 % (0.92 at most from 64x64 phantoms, with a
+//     perfect prediction on the grid).
+//   - A network of width 1/16 (stem of 4 channels, 0.38 M parameters).
+//   - 24 training phantoms for 18 epochs at a peak learning rate of 1e-2,
+//     4 validation phantoms (the best epoch is kept), 8 held-out ones.
 func defaultDemoConfig() demoConfig {
-	p := phantom.Small(volume.Dims{64, 64, 16})
+	p := phantom.Small(volume.Dims{32, 32, 16})
+	p.Spacing[2] = 8
 	p.MinLesions, p.MaxLesions = 3, 5
 	p.LesionScale = 1.6
 	return demoConfig{
 		Phantom: p,
-		Train:   24, Val: 4, Test: 6,
+		Train:   24, Val: 4, Test: 8,
 		Grid:       [3]int{16, 32, 32},
 		Width:      1.0 / 16,
-		Epochs:     10,
+		Epochs:     18,
 		LR:         1e-2,
 		TargetDice: 0.8,
 	}

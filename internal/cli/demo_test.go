@@ -31,28 +31,31 @@ func tinyDemoConfig() demoConfig {
 	return c
 }
 
-// TestDemoTiny runs the whole demo at tiny sizes through the command's own
-// entry point with --json and checks the JSON object, the files it names
-// and that every output says the data are synthetic.
+// TestDemoTiny runs the whole demo at tiny sizes through the command's
+// code with --json and checks the JSON object (alone on standard output),
+// the files it names and that every output says the data are synthetic.
 func TestDemoTiny(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	var stdout, stderr bytes.Buffer
-	res, err := runDemo(context.Background(), demoOptions{
-		Config: tinyDemoConfig(), Dir: dir, Seed: 3, Budget: 10 * time.Minute, Log: &stderr,
-	})
-	if err != nil {
+	f := demoFlags{out: dir, json: true, minutes: 10, seed: 3}
+	if err := runDemoWith(context.Background(), f, tinyDemoConfig(), &stdout, &stderr); err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
-	t.Log(stderr.String(), res.summary())
+	t.Log(stderr.String())
 	if !strings.Contains(stderr.String(), "SYNTHETIC") {
 		t.Errorf("the progress does not say the data are synthetic:\n%s", stderr.String())
 	}
-	enc := json.NewEncoder(&stdout)
-	if err := enc.Encode(res); err != nil {
-		t.Fatal(err)
-	}
 	var obj map[string]any
-	if err := json.Unmarshal(stdout.Bytes(), &obj); err != nil {
+	dec := json.NewDecoder(&stdout)
+	if err := dec.Decode(&obj); err != nil {
+		t.Fatalf("standard output is not a JSON object: %v\n%s", err, stdout.String())
+	}
+	if dec.More() {
+		t.Errorf("more than one JSON value on standard output")
+	}
+	var res demoResult
+	b, _ := json.Marshal(obj)
+	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"synthetic", "dice_mean", "cases", "seconds", "paths", "training", "engine"} {
@@ -68,6 +71,9 @@ func TestDemoTiny(t *testing.T) {
 	}
 	if d := res.DiceMean; !(d >= 0 && d <= 1) {
 		t.Errorf("dice_mean %v", d)
+	}
+	if res.Seed != 3 || res.Seconds <= 0 {
+		t.Errorf("seed %d, seconds %v", res.Seed, res.Seconds)
 	}
 	if res.Training.EpochsDone != 2 || res.Training.Epochs != 2 || res.Training.Steps != 4 {
 		t.Errorf("training %+v, want 2 epochs of 2 steps", res.Training)

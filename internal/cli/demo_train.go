@@ -3,16 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
-	"github.com/covseg/covseg/augment"
-	"github.com/covseg/covseg/preprocess"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/covseg/covseg/augment"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/onnx"
+	"github.com/covseg/covseg/preprocess"
 	"github.com/covseg/covseg/train"
 )
 
@@ -86,9 +86,9 @@ func demoPrior(f float64) float32 {
 
 // trainDemo trains the demo's network with package train, as covseg train
 // does (the same manifest loader), stopping at the deadline less the
-// reserve for what follows. It calibrates one training step first and runs
-// fewer epochs than c.Epochs when they would not fit (unless
-// c.FixedEpochs).
+// reserve for what follows. It times two training steps first (after one
+// that compiles) and runs fewer epochs than c.Epochs when they would not
+// fit (unless c.FixedEpochs).
 func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData, seed uint64, deadline time.Time, budget time.Duration, log io.Writer) (*demoTraining, error) {
 	start := time.Now()
 	backend, err := train.NewBackend("")
@@ -100,7 +100,7 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 		Pretrained: "none: the encoder is randomly initialised (the demo has no Kinetics-400 weights), so there is no frozen-encoder phase",
 	}
 	fmt.Fprintf(log, "calibrating one training step at %dx%dx%d, width %g, on %s...\n", c.Grid[0], c.Grid[1], c.Grid[2], c.Width, backend.Name())
-	bench, err := train.Bench(train.BenchOptions{Shape: c.Grid, Steps: 2, DType: train.DTypeFloat32, Width: c.Width, Backend: backend}, func(any) {})
+	bench, err := train.Bench(train.BenchOptions{Shape: c.Grid, Steps: 3, DType: train.DTypeFloat32, Width: c.Width, Backend: backend}, func(any) {})
 	if err != nil {
 		return nil, err
 	}
@@ -144,12 +144,12 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 	tr.Seconds = time.Since(start).Seconds()
 	tr.EpochsDone, tr.Steps = len(st.History), st.Step
 	tr.BestEpoch, tr.BestValDice = st.BestEpoch, st.BestDice
-	if out.Interrupted {
-		tr.StoppedByTime = true
-		fmt.Fprintf(log, "the time budget stopped training after %d of %d epochs; using the best epoch (%d)\n", tr.EpochsDone, tr.Epochs, tr.BestEpoch)
-	}
 	if st.BestEpoch == 0 {
 		return nil, errNoEpoch
+	}
+	if out.Interrupted {
+		tr.StoppedByTime = true
+		fmt.Fprintf(log, "the time budget stopped training after %d of %d epochs (the demo does not resume it); using the best epoch, %d\n", tr.EpochsDone, tr.Epochs, tr.BestEpoch)
 	}
 	return tr, nil
 }
