@@ -23,6 +23,9 @@
 // 6 to 12 times slower per layer, but without im2col's temporary copies:
 // the patches of a 3x3x3 convolution take 27 times the memory of its input);
 // everything else is simplego's ("parallelism=N" caps its worker count).
+// The adapter runs a graph's ops one after another ("ops_sequential"),
+// each op still spread over the cores, because simplego's parallel mode can
+// deadlock (see simplegoConfig); "ops_parallel" asks for it anyway.
 //
 // # What the adapter adds to simplego
 //
@@ -103,7 +106,9 @@ func newFromConfig(config string) (b backends.Backend, err error) {
 // comma-separated list of options: "conv=simplego" computes convolutions
 // with simplego's own (slow, single-threaded, but frugal with memory)
 // kernel instead of im2col; every other option goes to simplego unchanged
-// (e.g. "parallelism=4"). Empty config means the defaults.
+// (e.g. "parallelism=4"). Empty config means the defaults, and the
+// defaults include simplego's "ops_sequential" unless config names
+// "ops_parallel" or "ops_sequential" itself: see simplegoConfig.
 func NewAdapter(config string) (backends.Backend, error) {
 	var rest []string
 	directConv := false
@@ -117,6 +122,7 @@ func NewAdapter(config string) (backends.Backend, error) {
 			rest = append(rest, opt)
 		}
 	}
+	rest = simplegoConfig(rest)
 	inner, err := simplego.New(strings.Join(rest, ","))
 	if err != nil {
 		return nil, fmt.Errorf("backend: creating simplego with config %q: %w", config, err)
@@ -125,6 +131,31 @@ func NewAdapter(config string) (backends.Backend, error) {
 	caps.Operations[backends.OpTypePad] = true
 	caps.Operations[backends.OpTypeReverse] = true
 	return &Backend{Backend: inner, caps: caps, directConv: directConv}, nil
+}
+
+// simplegoConfig returns simplego's options with "ops_sequential" added
+// unless they choose the ops' execution mode already.
+//
+// Why: simplego v0.26.0 runs the ops of a graph as tasks of its worker pool
+// when one graph executes at a time ("ops_parallel"), and some ops (the
+// small-matrix DotGeneral, Erf) split their own work into further tasks of
+// the same pool and wait for them without giving their slot back. When
+// every slot holds such an op, each waits for a slot forever: a training
+// step of the demo network on two cores hung this way (all goroutines in
+// workersPool.WaitToStart), and a graph of 32 independent batched matrix
+// products hangs within a few hundred runs at parallelism=1. Run
+// sequentially, the ops execute on the caller's goroutine, which holds no
+// slot, and their parts still run in parallel on the pool; the training
+// step is no slower (1.4-1.6 s against 1.3-2.1 s for the demo network on
+// two cores) and its peak memory is lower, because one op's temporaries
+// are freed before the next op's are made.
+func simplegoConfig(opts []string) []string {
+	for _, opt := range opts {
+		if opt == "ops_parallel" || opt == "ops_sequential" {
+			return opts
+		}
+	}
+	return append(opts, "ops_sequential")
 }
 
 // Backend is the adapter: simplego with the operations listed in the
