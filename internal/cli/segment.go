@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"image/color"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/covseg/covseg/infer"
 	"github.com/covseg/covseg/internal/progress"
+	"github.com/covseg/covseg/montage"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/ort"
 	"github.com/covseg/covseg/volio"
@@ -69,7 +71,8 @@ onto the CT's grid (trilinear) before the argmax.
 
 --probs also writes CASE_probs.nii.gz, the float32 probability of class 1
 (CASE_probs_NAME.nii.gz per class when the model has more than two).
---png writes CASE_mask.png, axial slices with the mask outlined.
+--png writes CASE_mask.png, 12 axial slices in the radiological view with
+each class of the mask outlined in its colour and named in a legend.
 --report writes CASE_report.json and CASE_report.md: the severity report of
 covseg report (lung and infiltrate volumes, percent involved, MosMedData category).`,
 		Args: cobra.MinimumNArgs(1),
@@ -267,7 +270,7 @@ func writeOutputs(seg *infer.Segmenter, c segCase, ct *volume.Volume, res *infer
 		}
 	}
 	if f.png {
-		if err := infer.WriteMontage(c.stem+"_mask.png", ct, res.Mask, 12); err != nil {
+		if err := writeMaskMontage(c.stem+"_mask.png", ct, res.Mask, cfg.ClassNames); err != nil {
 			return err
 		}
 	}
@@ -277,6 +280,26 @@ func writeOutputs(seg *infer.Segmenter, c segCase, ct *volume.Volume, res *infer
 		}
 	}
 	return nil
+}
+
+// maskColours are the outline colours of classes 1, 2, ... in a --png
+// montage.
+var maskColours = []color.RGBA{
+	{255, 40, 40, 255}, {40, 220, 40, 255}, {60, 140, 255, 255}, {255, 200, 0, 255}, {230, 60, 230, 255},
+}
+
+// writeMaskMontage writes 12 axial slices of ct with each class of mask
+// outlined (and lightly filled) in its own colour, named in the legend.
+func writeMaskMontage(path string, ct *volume.Volume, mask *volume.Label, classNames []string) error {
+	styles := map[uint8]montage.Style{}
+	for k := 1; k < len(classNames) && k < 256; k++ {
+		styles[uint8(k)] = montage.Style{Name: classNames[k], Color: maskColours[(k-1)%len(maskColours)], Outline: true, Fill: 0.25}
+	}
+	img, err := montage.Render(ct, []montage.Overlay{{Label: mask, Styles: styles}}, montage.Options{Slices: 12})
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return montage.WritePNG(path, img)
 }
 
 // fileSafe keeps letters, digits, '-' and '_' of a class name for a file
