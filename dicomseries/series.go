@@ -92,7 +92,14 @@ func Scan(dir string) ([]SeriesInfo, error) {
 // files by series.
 func ScanFolder(dir string, workers int) (*Folder, error) {
 	var paths []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	root := dir
+	if st, err := os.Lstat(dir); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		// dir is itself a link (e.g. "latest" -> a study folder): walk what
+		// it points to. A trailing separator makes WalkDir's first Lstat
+		// resolve it, and the paths found still start with dir.
+		root = dir + string(filepath.Separator)
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -384,6 +384,12 @@ func TestNonDICOMBesideSeries(t *testing.T) {
 	}
 	os.Symlink(linked, filepath.Join(linked, "loop"))
 	checkStack(t, linked, st, specs)
+	// A link given as the folder itself is followed.
+	link := filepath.Join(t.TempDir(), "latest")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	checkStack(t, link, st, specs)
 }
 
 func TestTruncatedFiles(t *testing.T) {
