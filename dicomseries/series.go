@@ -25,12 +25,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
+	par "github.com/covseg/covseg/internal/parallel"
 	"github.com/covseg/covseg/volume"
 )
 
@@ -331,26 +330,8 @@ func check(h *header) (sliceGeom, pixelFormat, error) {
 	return g, pf, nil
 }
 
-// parallel runs fn(0..n-1) on at most workers goroutines (0: GOMAXPROCS).
+// parallel calls fn(i) for every i in [0, n) from up to workers
+// goroutines (0: GOMAXPROCS), one item at a time (parallel.ForEach).
 func parallel(n, workers int, fn func(i int)) {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				fn(i)
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	par.ForEach(workers, n, func() struct{} { return struct{}{} }, func(_ struct{}, i int) { fn(i) })
 }

@@ -2,31 +2,17 @@ package infer
 
 import (
 	"math"
-	"runtime"
-	"sync"
+
+	par "github.com/covseg/covseg/internal/parallel"
 )
 
-// parallel splits [0, n) into one contiguous range per core and runs fn on
-// each; it returns when all are done. size is the number of values each
-// index stands for (1 for a voxel, a row's length for a row): small jobs
-// run on one goroutine.
+// parallel runs fn over [0, n) in contiguous ranges on the cores
+// (parallel.Balanced). size is the number of values each index stands for
+// (1 for a voxel, a row's length for a row): about 16k values make a range
+// worth a goroutine, so small jobs run on one.
 func parallel(n, size int, fn func(lo, hi int)) {
-	const grain = 1 << 14 // values worth a goroutine
-	workers := min(runtime.GOMAXPROCS(0), n, max(1, n*size/grain))
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := n*w/workers, n*(w+1)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
+	const grain = 1 << 14
+	par.Balanced(n, max(1, grain/max(size, 1)), par.Stateless(fn))
 }
 
 // softmax turns logits [C][n] (channel-major, one batch item) into class
