@@ -50,7 +50,10 @@ type Preprocess struct {
 	WindowHigh float64 `json:"window_high"`
 	// Normalize is applied after the window: NormNone keeps [0, 1],
 	// NormZScore subtracts the volume's own mean and divides by its standard
-	// deviation, NormFixed computes (x - Mean) / Std.
+	// deviation, NormFixed computes (x - Mean) / Std, NormMinMax maps the
+	// volume's own clipped range (its lowest and highest HU within the
+	// window) onto [0, 1] instead of the window's (the paper's per-volume
+	// min–max scaling).
 	Normalize string  `json:"normalize"`
 	Mean      float64 `json:"mean,omitempty"`
 	Std       float64 `json:"std,omitempty"`
@@ -77,6 +80,7 @@ const (
 	NormNone   = "none"
 	NormZScore = "zscore"
 	NormFixed  = "fixed"
+	NormMinMax = "minmax"
 )
 
 // Geometry modes of Preprocess.Mode.
@@ -182,13 +186,13 @@ func (p Preprocess) Validate() error {
 		return fmt.Errorf("model: HU window [%v, %v] is empty or not finite", p.WindowLow, p.WindowHigh)
 	}
 	switch p.Normalize {
-	case NormNone, NormZScore:
+	case NormNone, NormZScore, NormMinMax:
 	case NormFixed:
 		if !(p.Std > 0) || math.IsInf(p.Std, 0) || math.IsNaN(p.Mean) || math.IsInf(p.Mean, 0) {
 			return fmt.Errorf("model: fixed normalisation needs a finite mean and a positive std, got %v, %v", p.Mean, p.Std)
 		}
 	default:
-		return fmt.Errorf("model: normalisation %q, want %q, %q or %q", p.Normalize, NormNone, NormZScore, NormFixed)
+		return fmt.Errorf("model: normalisation %q, want %q, %q, %q or %q", p.Normalize, NormNone, NormZScore, NormFixed, NormMinMax)
 	}
 	if err := validAxcodes(p.Orientation); err != nil {
 		return err

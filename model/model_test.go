@@ -78,7 +78,7 @@ func TestConfigValidate(t *testing.T) {
 		"huge width":  func(c *Config) { c.Width = 1e6 },
 		"channels":    func(c *Config) { c.InChannels = 0 },
 		"window":      func(c *Config) { c.Preprocess.WindowHigh = -2000 },
-		"norm":        func(c *Config) { c.Preprocess.Normalize = "minmax" },
+		"norm":        func(c *Config) { c.Preprocess.Normalize = "maxmin" },
 		"fixed std":   func(c *Config) { c.Preprocess.Normalize = NormFixed },
 		"orientation": func(c *Config) { c.Preprocess.Orientation = "LLS" },
 		"grid":        func(c *Config) { c.Preprocess.Grid[1] = 0 },

@@ -299,6 +299,7 @@ var fieldComments = map[string]string{
 	"data.workers":                "batches prepared in parallel (0: 2)",
 	"data.prefetch":               "batches prepared ahead of training (0: 2)",
 	"data.preprocess":             "see the preprocess package: resize (the paper) or patch (nnU-Net)",
+	"data.preprocess.scaling":     "window: the HU window onto 0..1; minmax: each volume's own clipped range (the paper's)",
 	"data.augment":                "training only; p is each transform's probability",
 	"model.init":                  "start from this covseg model file (only its network)",
 	"model.width":                 "channel multiplier; 1 = the paper's network",
@@ -393,11 +394,6 @@ func (c Config) Validate() error {
 	}
 	if d.Workers < 0 || d.Workers > 256 || d.Prefetch < 0 || d.Prefetch > 256 || d.CacheMemoryMB < 0 || d.CacheMemoryMB > 1<<24 {
 		return fmt.Errorf("train: data: workers %d, prefetch %d (0..256) or cache_memory_mb %d out of range", d.Workers, d.Prefetch, d.CacheMemoryMB)
-	}
-	if d.Preprocess.Scaling == preprocess.ScaleMinMax {
-		// model.Preprocess, which inference follows, has no per-volume
-		// min–max scaling: a model trained so would be fed windowed CTs.
-		return errors.New("train: data.preprocess.scaling minmax: a model file cannot record per-volume min–max scaling yet, so inference would not match; use window")
 	}
 	m := c.Model
 	if m.Init == "" {

@@ -102,7 +102,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"phases: [{name: x, epochs: 1, lr: 1, extra: 2}]", "extra"},
 		{"data: {preprocess: {grid: [20, 0, 224]}}", "grid"},
 		{"data: {preprocess: {window_lo: 600, window_hi: -1024}}", "window"},
-		{"data: {preprocess: {scaling: minmax}}", "minmax"},
+		{"data: {preprocess: {scaling: maxmin}}", "scaling"},
 		{"data: {augment: {flip: {p: 2}}}", "flip"},
 		{"data: {workers: -1}", "workers"},
 		{"model: {width: 0.3}", "width"},

@@ -206,15 +206,19 @@ func NewModel(cfg Config) (model.Config, *mlctx.Context, error) {
 }
 
 // ModelPreprocess is what a model trained with the data pipeline p records
-// for inference (model.Preprocess): the HU window, the canonical RAS+
-// orientation the pipeline reorients to, and the input grid of the last
-// epoch (whole-volume resize) or the patch size and voxel spacing (patch
-// mode).
+// for inference (model.Preprocess): the HU window and its scaling (the
+// window's range, or each volume's own with preprocess.ScaleMinMax), the
+// canonical RAS+ orientation the pipeline reorients to, and the input grid
+// of the last epoch (whole-volume resize) or the patch size and voxel
+// spacing (patch mode).
 func ModelPreprocess(p preprocess.Config, lastEpoch int) model.Preprocess {
 	mp := model.Preprocess{
 		WindowLow: p.WindowLo, WindowHigh: p.WindowHi,
 		Normalize: model.NormNone, Orientation: "RAS",
 		Mode: model.ModeResize, Grid: p.InputGrid(lastEpoch),
+	}
+	if p.Scaling == preprocess.ScaleMinMax {
+		mp.Normalize = model.NormMinMax
 	}
 	if p.Mode == preprocess.ModePatch {
 		mp.Mode, mp.Spacing = model.ModeSpacing, p.Spacing

@@ -106,7 +106,7 @@ is summed for the single CT channel. The decoder is initialised at random.`,
 	f.Float64Var(&width, "width", 1, "channel width multiplier; 64·width must be whole (1 = the paper's network)")
 	f.Uint64Var(&seed, "seed", 0, "seed of the random initialisation")
 	f.StringVar(&window, "window", "-1024,600", "HU window LOW,HIGH mapped onto 0..1")
-	f.StringVar(&norm, "normalize", model.NormNone, "normalisation after the window: none, zscore")
+	f.StringVar(&norm, "normalize", model.NormNone, "normalisation after the window: none, zscore, minmax (the volume's own clipped range onto 0..1)")
 	f.StringVar(&orientation, "orientation", "LPS", "axis code volumes are reoriented to before preprocessing")
 	f.StringVar(&grid, "grid", "20,224,224", "network input D,H,W: the whole volume (resize mode) or the patch (spacing mode)")
 	f.StringVar(&spacing, "spacing", "", "resample to this spacing D,H,W in mm and slide patches (nnU-Net's way) instead of resizing")

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/covseg/covseg/infer"
+	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/phantom"
 	"github.com/covseg/covseg/train"
@@ -20,6 +21,14 @@ import (
 // preprocessing): same orientation, window and resize. A model that
 // recorded another orientation would see its inputs mirrored.
 func TestTrainAndSegmentPrepareAlike(t *testing.T) {
+	for _, scaling := range []preprocess.Scaling{preprocess.ScaleWindow, preprocess.ScaleMinMax} {
+		t.Run(string(scaling), func(t *testing.T) { checkPrepareAlike(t, scaling) })
+	}
+}
+
+// checkPrepareAlike is TestTrainAndSegmentPrepareAlike with one intensity
+// scaling (the fixed window, or the paper's per-volume min–max).
+func checkPrepareAlike(t *testing.T, scaling preprocess.Scaling) {
 	cfg := phantom.Small(volume.Dims{40, 32, 12})
 	ph, err := phantom.Generate(cfg, 5)
 	if err != nil {
@@ -36,6 +45,10 @@ func TestTrainAndSegmentPrepareAlike(t *testing.T) {
 	tc := train.DefaultConfig()
 	tc.Data.Preprocess.Grid = preprocess.Grid{8, 16, 24}
 	tc.Data.Preprocess.Schedule = nil
+	tc.Data.Preprocess.Scaling = scaling
+	// A window wider than the phantom's range, so that its own clipped
+	// minimum and maximum differ from the window's ends.
+	tc.Data.Preprocess.WindowLo, tc.Data.Preprocess.WindowHi = -2000, 2000
 	tc.Model.Width = 1.0 / 32
 	rimg, rmask, err := preprocess.Read(dataset.Entry{Image: img, Mask: mask, Case: "ct"})
 	if err != nil {
@@ -56,6 +69,13 @@ func TestTrainAndSegmentPrepareAlike(t *testing.T) {
 	v, err := plan.Apply(ph.Image)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := map[preprocess.Scaling]string{preprocess.ScaleWindow: model.NormNone, preprocess.ScaleMinMax: model.NormMinMax}[scaling]; mcfg.Preprocess.Normalize != want {
+		t.Fatalf("scaling %s: the model records normalisation %q, want %q", scaling, mcfg.Preprocess.Normalize, want)
+	}
+	lo, hi, _ := ph.Image.MinMax()
+	if lo <= -2000 || hi >= 2000 {
+		t.Fatalf("the phantom's HU %v..%v fill the window: min–max scaling would equal the window's", lo, hi)
 	}
 	if _, err := infer.Normalize(v, mcfg.Preprocess); err != nil {
 		t.Fatal(err)
