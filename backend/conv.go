@@ -94,9 +94,9 @@ func onesIfEmpty(v []int, n int) []int {
 // kernel gradient, whose "kernel" is the output gradient, P is (one slice per
 // output position, each over the whole contraction).
 //
-// The patches take |K| times the memory of x, so the spanned grid is cut
-// into tiles whose patches fit the im2col budget (see tilePlan), computed one
-// after the other: tiles of P give blocks of the output, which are
+// The patches take min(|K|, |P|) times the memory of x, so the spanned grid
+// is cut into tiles whose patches fit the im2col budget (see planTiles),
+// computed one after the other: tiles of P give blocks of the output, which are
 // concatenated; tiles of K give partial sums of the contraction, which are
 // added.
 func (b *Builder) convIm2col(input, kernel backends.Op, xs, ks, outShape shapes.Shape, c convParams) (backends.Op, error) {
@@ -126,7 +126,7 @@ func (b *Builder) convIm2col(input, kernel backends.Op, xs, ks, outShape shapes.
 		pTotal *= pDims[i]
 	}
 	g := &im2col{
-		b: b, x: x, w: w, xDims: xDims, wDims: wDims, dtype: xs.DType,
+		b: b, x: x, w: w, xDims: xDims, wDims: wDims,
 		overK: kTotal <= pTotal,
 	}
 	if g.overK {
@@ -228,7 +228,6 @@ type im2col struct {
 	x, w         backends.Op
 	wMat         backends.Op // w as [O, C·K], when slicing over K
 	xDims, wDims []int
-	dtype        dtypes.DType
 	overK        bool // slices over kernel positions, spanning output positions
 
 	partDims, partStep []int
