@@ -19,13 +19,22 @@
 //   - Otherwise it returns this adapter ("covcpu"), which needs nothing but Go.
 //
 // The adapter's config (after "covcpu:") is a comma-separated list:
-// "conv=simplego" uses simplego's own convolution kernel (single-threaded,
-// 6 to 12 times slower per layer, but without im2col's temporary copies:
-// the patches of a 3x3x3 convolution take 27 times the memory of its input);
-// everything else is simplego's ("parallelism=N" caps its worker count).
-// The adapter runs a graph's ops one after another ("ops_sequential"),
-// each op still spread over the cores, because simplego's parallel mode can
-// deadlock (see simplegoConfig); "ops_parallel" asks for it anyway.
+//
+//   - "im2col=N" caps the patches im2col builds at once at N MiB (default
+//     64, see DefaultIm2colMiB; "im2col=0" lifts the cap). The patches of
+//     a 3x3x3 convolution take 27 times the memory of its input, so larger
+//     convolutions are computed in tiles, one after the other; a tile's
+//     transient memory is about three times its patches (the slices, their
+//     concatenation, and DotGeneral's blocked copy). Example:
+//     GOMLX_BACKEND=covcpu:im2col=256.
+//   - "conv=simplego" uses simplego's own convolution kernel
+//     (single-threaded, 6 to 12 times slower per layer, but without
+//     im2col's temporary copies).
+//   - Everything else is simplego's ("parallelism=N" caps its worker
+//     count). The adapter runs a graph's ops one after another
+//     ("ops_sequential"), each op still spread over the cores, because
+//     simplego's parallel mode can deadlock (see simplegoConfig);
+//     "ops_parallel" asks for it anyway.
 //
 // # What the adapter adds to simplego
 //
@@ -36,9 +45,10 @@
 //   - ConvGeneral with nil strides and dilations filled with ones (simplego's
 //     shape inference rejects nil strides, which GoMLX's kernel gradient of
 //     any convolution without explicit dilations passes), computed as
-//     im2col followed by one parallel DotGeneral: any number of spatial axes,
+//     im2col followed by a parallel DotGeneral: any number of spatial axes,
 //     any axis layout, strides, negative or positive padding, input and kernel
-//     dilations. Grouped convolutions are handed to simplego unchanged.
+//     dilations, in tiles of bounded memory. Grouped convolutions are
+//     handed to simplego unchanged.
 //
 // Everything else is simplego's. Delete this package the day simplego has
 // Pad, Reverse and a fast convolution.
@@ -56,6 +66,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gomlx/gomlx/backends"
@@ -102,22 +113,36 @@ func newFromConfig(config string) (b backends.Backend, err error) {
 	return b, nil
 }
 
+// DefaultIm2colMiB is the default im2col budget in MiB (the adapter's
+// "im2col=N" option).
+const DefaultIm2colMiB = 64
+
 // NewAdapter returns the pure-Go adapter over simplego. config is a
 // comma-separated list of options: "conv=simplego" computes convolutions
 // with simplego's own (slow, single-threaded, but frugal with memory)
-// kernel instead of im2col; every other option goes to simplego unchanged
-// (e.g. "parallelism=4"). Empty config means the defaults, and the
-// defaults include simplego's "ops_sequential" unless config names
-// "ops_parallel" or "ops_sequential" itself: see simplegoConfig.
+// kernel instead of im2col; "im2col=N" caps the patches of one im2col
+// step at N MiB (default DefaultIm2colMiB; 0 means no cap); every other
+// option goes to simplego unchanged (e.g. "parallelism=4"). Empty config
+// means the defaults, and the defaults include simplego's "ops_sequential"
+// unless config names "ops_parallel" or "ops_sequential" itself: see
+// simplegoConfig.
 func NewAdapter(config string) (backends.Backend, error) {
 	var rest []string
 	directConv := false
+	budgetMiB := int64(DefaultIm2colMiB)
 	for _, opt := range strings.Split(config, ",") {
-		switch opt {
-		case "conv=simplego":
+		key, value, _ := strings.Cut(opt, "=")
+		switch {
+		case opt == "conv=simplego":
 			directConv = true
-		case "conv=im2col":
+		case opt == "conv=im2col":
 			directConv = false
+		case key == "im2col":
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || n < 0 || n > 1<<30 {
+				return nil, fmt.Errorf("backend: option %q in config %q: want im2col=N with N a whole number of MiB, 0 to 2^30 (0: no cap)", opt, config)
+			}
+			budgetMiB = n
 		default:
 			rest = append(rest, opt)
 		}
@@ -130,7 +155,7 @@ func NewAdapter(config string) (backends.Backend, error) {
 	caps := inner.Capabilities().Clone()
 	caps.Operations[backends.OpTypePad] = true
 	caps.Operations[backends.OpTypeReverse] = true
-	return &Backend{Backend: inner, caps: caps, directConv: directConv}, nil
+	return &Backend{Backend: inner, caps: caps, directConv: directConv, im2colBudget: budgetMiB << 20}, nil
 }
 
 // simplegoConfig returns simplego's options with "ops_sequential" added
@@ -164,7 +189,8 @@ func simplegoConfig(opts []string) []string {
 type Backend struct {
 	backends.Backend // simplego
 	caps             backends.Capabilities
-	directConv       bool // use simplego's convolution kernel
+	directConv       bool  // use simplego's convolution kernel
+	im2colBudget     int64 // bytes of patches per im2col step; 0: no cap
 }
 
 // Name returns the adapter's registered name.
@@ -184,5 +210,5 @@ func (b *Backend) Capabilities() backends.Capabilities { return b.caps }
 // Builder returns a builder whose ops are simplego's except those the
 // adapter adds or replaces.
 func (b *Backend) Builder(name string) backends.Builder {
-	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv}
+	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv, im2colBudget: b.im2colBudget}
 }

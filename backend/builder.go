@@ -12,8 +12,9 @@ import (
 // Reverse and replacing ConvGeneral. All ops it emits are simplego ops, so
 // the compiled executable is simplego's.
 type Builder struct {
-	backends.Builder      // simplego's
-	directConv       bool // hand convolutions to simplego (with defaults filled)
+	backends.Builder       // simplego's
+	directConv       bool  // hand convolutions to simplego (with defaults filled)
+	im2colBudget     int64 // bytes of patches per im2col tile; 0: no cap
 }
 
 // shape returns the shape of op or an error naming the operation.

@@ -112,10 +112,10 @@ func channelsFirst(spatial int) backends.ConvolveAxesConfig {
 	}
 }
 
-// TestConvGeneralMatchesSimplego covers what GoMLX's convolution gradients
-// emit (input dilation, negative padding, swapped batch/channel axes,
-// kernels larger than the output) and other layouts and ranks.
-func TestConvGeneralMatchesSimplego(t *testing.T) {
+// generalConvCases are what GoMLX's convolution gradients emit (input
+// dilation, negative padding, swapped batch/channel axes, kernels larger
+// than the output) and other layouts and ranks.
+func generalConvCases() []generalConv {
 	cf3 := channelsFirst(3)
 	kernelGrad := backends.ConvolveAxesConfig{ // as convVJPWrtKernel builds it for NCDHW
 		InputBatch: 1, InputChannels: 0, InputSpatial: []int{2, 3, 4},
@@ -129,7 +129,7 @@ func TestConvGeneralMatchesSimplego(t *testing.T) {
 		KernelInputChannels: 3, KernelOutputChannels: 4, KernelSpatial: []int{0, 1, 2},
 		OutputBatch: 0, OutputChannels: 4, OutputSpatial: []int{1, 2, 3},
 	}
-	cases := []generalConv{
+	return []generalConv{
 		{name: "input dilation", x: []int{1, 3, 4, 5, 6}, kernel: []int{2, 3, 3, 3, 2}, axes: cf3,
 			strides: []int{1, 1, 1}, paddings: [][2]int{{1, 1}, {2, 1}, {0, 0}}, inputDilations: []int{2, 2, 1}},
 		{name: "negative padding", x: []int{2, 2, 6, 7, 8}, kernel: []int{3, 2, 3, 2, 3}, axes: cf3,
@@ -140,6 +140,8 @@ func TestConvGeneralMatchesSimplego(t *testing.T) {
 			strides: []int{1, 1, 1}, paddings: [][2]int{{1, 1}, {1, 2}, {1, 2}}, inputDilations: []int{2, 2, 2}},
 		{name: "kernel grad layout", x: []int{2, 3, 7, 8, 9}, kernel: []int{2, 4, 3, 4, 4}, axes: kernelGrad,
 			strides: []int{1, 1, 1}, paddings: [][2]int{{1, 1}, {1, 0}, {1, -1}}, kernelDilations: []int{2, 2, 2}},
+		{name: "kernel grad layout strided", x: []int{2, 3, 9, 7, 8}, kernel: []int{2, 3, 3, 2, 3}, axes: kernelGrad,
+			strides: []int{2, 1, 2}, paddings: [][2]int{{1, 1}, {0, 1}, {1, 0}}, kernelDilations: []int{2, 3, 2}},
 		{name: "channels last", x: []int{2, 5, 6, 7, 3}, kernel: []int{3, 3, 3, 3, 4}, axes: channelsLast,
 			strides: []int{2, 1, 2}, paddings: [][2]int{{1, 1}, {1, 1}, {0, 1}}},
 		{name: "2D", x: []int{2, 3, 9, 10}, kernel: []int{4, 3, 3, 5}, axes: channelsFirst(2),
@@ -147,6 +149,13 @@ func TestConvGeneralMatchesSimplego(t *testing.T) {
 		{name: "1D", x: []int{1, 2, 17}, kernel: []int{3, 2, 4}, axes: channelsFirst(1),
 			strides: []int{3}, paddings: [][2]int{{0, 2}}, kernelDilations: []int{2}},
 	}
+}
+
+// TestConvGeneralMatchesSimplego covers what GoMLX's convolution gradients
+// emit (input dilation, negative padding, swapped batch/channel axes,
+// kernels larger than the output) and other layouts and ranks.
+func TestConvGeneralMatchesSimplego(t *testing.T) {
+	cases := generalConvCases()
 	rng := rand.New(rand.NewPCG(3, 4))
 	sg, ad := newSimplego(t), newAdapter(t)
 	for _, c := range cases {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -49,12 +50,15 @@ func refConv(x, w arr, stride []int, pads [][2]int, inDil, kDil []int, outDims [
 // spatial axes, strides, positive and negative padding, input and kernel
 // dilations) and checks the adapter against refConv, or, where shape
 // inference refuses the configuration, that the adapter returns an error.
+// The seed also picks the im2col budget: the default (no tiling at these
+// sizes), one byte (a tile per position) or 200 bytes (uneven tiles).
 func FuzzConvGeneral(f *testing.F) {
 	for _, seed := range []uint64{1, 2, 3, 42, 1234} {
 		f.Add(seed)
 	}
-	ad := newAdapter(f)
+	ads := []backends.Backend{newAdapter(f), newAdapterBudget(f, 1), newAdapterBudget(f, 200)}
 	f.Fuzz(func(t *testing.T, seed uint64) {
+		ad := ads[seed%uint64(len(ads))]
 		rng := rand.New(rand.NewPCG(seed, seed>>32))
 		n := 1 + rng.IntN(3)
 		xDims := []int{1 + rng.IntN(2), 1 + rng.IntN(3)}
@@ -90,7 +94,9 @@ func FuzzConvGeneral(f *testing.F) {
 			t.Fatalf("x %v w %v strides %v pads %v dil %v/%v: %v", xDims, wDims, strides, pads, inDil, kDil, err)
 		}
 		want := refConv(x, w, strides, pads, inDil, kDil, outShape.Dimensions)
-		assertClose(t, "conv vs reference", fromTensor(t, outs[0]), want, 1e-12)
+		what := fmt.Sprintf("x %v w %v strides %v pads %v dil %v/%v, im2col budget %d: conv vs reference",
+			xDims, wDims, strides, pads, inDil, kDil, ad.(*Backend).im2colBudget)
+		assertClose(t, what, fromTensor(t, outs[0]), want, 1e-12)
 	})
 }
 

@@ -18,14 +18,6 @@ type arr struct {
 	dims []int
 }
 
-func size(dims []int) int {
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
-	return n
-}
-
 // randArr returns an arr of normal random values.
 func randArr(rng *rand.Rand, dims ...int) arr {
 	a := arr{data: make([]float64, size(dims)), dims: dims}

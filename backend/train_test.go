@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -89,17 +90,23 @@ func tinyNet(x, w1, gamma, beta, w2 *graph.Node) *graph.Node {
 }
 
 // TestTinyCNNGradients checks the gradients of the tiny network with
-// respect to its input and every parameter against finite differences.
+// respect to its input and every parameter against finite differences,
+// with the default im2col budget and with one that tiles every
+// convolution and convolution gradient (a few hundred bytes).
 func TestTinyCNNGradients(t *testing.T) {
-	rng := rand.New(rand.NewPCG(25, 26))
-	ad := newAdapter(t)
-	x := randArr(rng, 2, 1, 4, 6, 5)
-	params := []arr{randArr(rng, 3, 1, 3, 3, 3), randArr(rng, 3), randArr(rng, 3), randArr(rng, 2, 4, 1, 1, 1)}
-	r := randArr(rng, 2, 2, 4, 6, 5)
-	loss := func(in []*graph.Node) *graph.Node {
-		return graph.ReduceAllSum(graph.Mul(tinyNet(in[0], in[1], in[2], in[3], in[4]), in[5]))
+	for _, budget := range []int64{DefaultIm2colMiB << 20, 300} {
+		t.Run(fmt.Sprintf("budget %d", budget), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(25, 26))
+			ad := newAdapterBudget(t, budget)
+			x := randArr(rng, 2, 1, 4, 6, 5)
+			params := []arr{randArr(rng, 3, 1, 3, 3, 3), randArr(rng, 3), randArr(rng, 3), randArr(rng, 2, 4, 1, 1, 1)}
+			r := randArr(rng, 2, 2, 4, 6, 5)
+			loss := func(in []*graph.Node) *graph.Node {
+				return graph.ReduceAllSum(graph.Mul(tinyNet(in[0], in[1], in[2], in[3], in[4]), in[5]))
+			}
+			checkGradients(t, ad, loss, append(append([]arr{x}, params...), r), []int{0, 1, 2, 3, 4}, rng, 1e-5, 1e-6)
+		})
 	}
-	checkGradients(t, ad, loss, append(append([]arr{x}, params...), r), []int{0, 1, 2, 3, 4}, rng, 1e-5, 1e-6)
 }
 
 // TestTinyCNNTrains runs a few steps of plain SGD on the tiny network,

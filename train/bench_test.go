@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	covcpu "github.com/covseg/covseg/backend"
 )
 
 // The benchmarks time the recipe's training step (forward, loss, backward,
@@ -21,9 +23,9 @@ import (
 //
 //	go test -run '^$' -bench TrainStep -benchtime 1x -timeout 2h ./train
 //
-// COVSEG_BENCH_SHAPE=DxHxW sets another input size (full width at
-// 16x64x64 needs about 20 GB of memory on the CPU backend; 8x32x32 about
-// 4.5 GB).
+// COVSEG_BENCH_SHAPE=DxHxW sets another input size. GOMLX_BACKEND picks
+// the backend as covseg does (default: the CPU adapter; e.g.
+// GOMLX_BACKEND=covcpu:im2col=0 for unblocked im2col).
 //
 // They report seconds per step, the peak Go heap during the timed steps
 // and the process's peak RSS. For full width (the paper's network) they run
@@ -52,7 +54,12 @@ func benchTrainStep(b *testing.B, width float64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng, err := NewEngine(testBackend(), ctx, mcfg, cfg)
+	be, err := covcpu.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("backend %s (%s)", be.String(), be.Description())
+	eng, err := NewEngine(be, ctx, mcfg, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
