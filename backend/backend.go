@@ -158,6 +158,17 @@ func NewAdapter(config string) (backends.Backend, error) {
 	return &Backend{Backend: inner, caps: caps, directConv: directConv, im2colBudget: budgetMiB << 20}, nil
 }
 
+// Unbounded is the adapter option list that runs a graph's independent ops
+// at the same time, on as many goroutines as there is work ("ops_parallel"
+// with "parallelism=-1": simplego's pool then starts a goroutine per task
+// instead of waiting for a slot, so it cannot deadlock). Against the
+// sequential default it was 20-25 % faster per training step on two cores
+// (1.20-1.24 s against 1.43-1.63 s for a width-1/16 network at 16x32x32;
+// 30.5 s against 37.4 s at full width and 8x32x32) and took about 35 %
+// more peak memory (4.2 GB against 3.1 GB at full width): worth it for
+// small networks such as covseg demo's.
+const Unbounded = "parallelism=-1,ops_parallel"
+
 // simplegoConfig returns simplego's options with "ops_sequential" added
 // unless they choose the ops' execution mode already.
 //

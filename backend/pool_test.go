@@ -32,7 +32,7 @@ func manySmallDots(inputs []*graph.Node) []*graph.Node {
 // its default execution mode and fails if that does not finish in a time
 // far beyond what it takes (well under a second).
 func TestAdapterDoesNotHang(t *testing.T) {
-	for _, config := range []string{"", "parallelism=1"} {
+	for _, config := range []string{"", "parallelism=1", Unbounded} {
 		b, err := NewAdapter(config)
 		if err != nil {
 			t.Fatal(err)
