@@ -68,6 +68,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/simplego"
@@ -148,7 +149,7 @@ func NewAdapter(config string) (backends.Backend, error) {
 		}
 	}
 	rest = simplegoConfig(rest)
-	inner, err := simplego.New(strings.Join(rest, ","))
+	inner, err := newSimplegoQuietly(strings.Join(rest, ","))
 	if err != nil {
 		return nil, fmt.Errorf("backend: creating simplego with config %q: %w", config, err)
 	}
@@ -156,6 +157,32 @@ func NewAdapter(config string) (backends.Backend, error) {
 	caps.Operations[backends.OpTypePad] = true
 	caps.Operations[backends.OpTypeReverse] = true
 	return &Backend{Backend: inner, caps: caps, directConv: directConv, im2colBudget: budgetMiB << 20}, nil
+}
+
+// stdoutMu serialises newSimplegoQuietly's swaps of os.Stdout.
+var stdoutMu sync.Mutex
+
+// newSimplegoQuietly creates simplego with config while its standard
+// output goes to the null device: simplego v0.26.0 prints "SimpleGo
+// backend: parallelism set to N" with fmt.Printf whenever the config sets
+// parallelism, which would corrupt output that must be machine-readable
+// (covseg demo --json prints one JSON object on standard output). Only a
+// write to os.Stdout by another goroutine during the call could be lost.
+func newSimplegoQuietly(config string) (backends.Backend, error) {
+	if !strings.Contains(config, "parallelism") {
+		return simplego.New(config)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return simplego.New(config)
+	}
+	defer null.Close()
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	saved := os.Stdout
+	os.Stdout = null
+	defer func() { os.Stdout = saved }()
+	return simplego.New(config)
 }
 
 // Unbounded is the adapter option list that runs a graph's independent ops

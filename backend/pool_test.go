@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -76,5 +78,27 @@ func TestSimplegoConfig(t *testing.T) {
 		if got := simplegoConfig(slices.Clone(c.in)); !slices.Equal(got, c.want) {
 			t.Errorf("simplegoConfig(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// TestAdapterKeepsStdoutClean: creating the adapter with a parallelism
+// option writes nothing to standard output (simplego itself prints there).
+func TestAdapterKeepsStdoutClean(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stdout
+	os.Stdout = w
+	_, errA := NewAdapter(Unbounded)
+	_, errB := NewAdapter("parallelism=2")
+	os.Stdout = saved
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	if len(out) > 0 {
+		t.Errorf("creating the adapter wrote %q to standard output", out)
 	}
 }
