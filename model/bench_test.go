@@ -7,15 +7,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/covseg/covseg/internal/memstat"
 )
 
 // The benchmarks time the network at 1x1x16x64x64 on the CPU backend, full
@@ -58,7 +58,7 @@ func benchForward(b *testing.B, stem int) {
 		b.Fatal(err)
 	}
 	runtime.GC() // leave earlier benchmarks' garbage out of the peak
-	peak := startPeakHeap()
+	peak := memstat.StartPeakHeap()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
@@ -89,7 +89,7 @@ func benchTrain(b *testing.B, stem int) {
 		b.Fatal(err)
 	}
 	runtime.GC() // leave earlier benchmarks' garbage out of the peak
-	peak := startPeakHeap()
+	peak := memstat.StartPeakHeap()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
@@ -114,38 +114,6 @@ func report(b *testing.B, sec float64, peakHeap uint64) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		b.ReportMetric(float64(ru.Maxrss)/1024, "maxrss-MB")
-	}
-}
-
-// startPeakHeap samples the Go heap every 20 ms until the returned function
-// is called, which returns the largest value seen.
-func startPeakHeap() func() uint64 {
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var mu sync.Mutex
-	var peak uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(samples)
-			mu.Lock()
-			peak = max(peak, samples[0].Value.Uint64())
-			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
 	}
 }
 

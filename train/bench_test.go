@@ -9,13 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	covcpu "github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/internal/memstat"
 )
 
 // The benchmarks time the recipe's training step (forward, loss, backward,
@@ -70,7 +69,7 @@ func benchTrainStep(b *testing.B, width float64) {
 		b.Fatal(err)
 	}
 	b.Logf("first step (compilation included) %.2f s", time.Since(start).Seconds())
-	peak := startPeakHeap()
+	peak := memstat.StartPeakHeap()
 	b.ResetTimer()
 	start = time.Now()
 	for range b.N {
@@ -135,36 +134,4 @@ func torchTrainBench(b *testing.B, steps int) (torchSummary, bool) {
 	}
 	b.Logf("PyTorch reference printed no summary:\n%s", out)
 	return torchSummary{}, false
-}
-
-// startPeakHeap samples the Go heap every 20 ms until the returned function
-// is called, which returns the largest value seen.
-func startPeakHeap() func() uint64 {
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var mu sync.Mutex
-	var peak uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(samples)
-			mu.Lock()
-			peak = max(peak, samples[0].Value.Uint64())
-			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
 }
