@@ -13,6 +13,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/internal/infertest"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/onnx"
 	"github.com/covseg/covseg/ort"
@@ -27,38 +28,6 @@ var gomlxBackend = sync.OnceValue(func() backends.Backend {
 	}
 	return b
 })
-
-// randomizeBN gives every BatchNorm random affine parameters and running
-// statistics (freshly initialised ones are the identity, and the ResBlock's
-// last γ is 0, which would hide mistakes).
-func randomizeBN(t *testing.T, ctx *context.Context, cfg model.Config, seed uint64) {
-	t.Helper()
-	specs, err := model.ParamSpecs(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 2))
-	for _, s := range specs {
-		var f func() float64
-		switch s.Kind {
-		case model.KindBNWeight:
-			f = func() float64 { return 0.5 + rng.Float64() }
-		case model.KindBNBias, model.KindRunningMean:
-			f = func() float64 { return 0.1 * rng.NormFloat64() }
-		case model.KindRunningVar:
-			f = func() float64 { return 0.5 + rng.Float64() }
-		default:
-			continue
-		}
-		data := make([]float32, s.Size())
-		for i := range data {
-			data[i] = float32(f())
-		}
-		if err := model.SetFloat32Value(ctx, s.Name, data, s.Shape); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func randomData(seed uint64, n int) []float32 {
 	rng := rand.New(rand.NewPCG(seed, 3))
@@ -157,7 +126,7 @@ func TestORTMatchesGoMLXFullWidth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	randomizeBN(t, ctx, cfg, 7)
+	infertest.RandomizeBN(t, ctx, cfg, 7)
 	compareEngines(t, cfg, ctx, shapes...)
 }
 
@@ -172,7 +141,7 @@ func TestORTMatchesGoMLXPretrained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	randomizeBN(t, ctx, cfg, 8)
+	infertest.RandomizeBN(t, ctx, cfg, 8)
 	if err := model.LoadPretrainedEncoder(ctx, &cfg, "../../shared/fixtures/r3d18/r3d_18.pth"); err != nil {
 		t.Fatal(err)
 	}

@@ -30,14 +30,23 @@ func Config(grid [3]int) model.Config {
 }
 
 // Narrow returns a freshly initialised narrow network with random BatchNorm
-// statistics (fresh ones are the identity and the ResBlock's last γ is 0,
-// which would leave the head's output blind to most of the network).
+// statistics (see RandomizeBN).
 func Narrow(t testing.TB, cfg model.Config, seed uint64) *context.Context {
 	t.Helper()
 	ctx, err := model.NewContext(cfg, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
+	RandomizeBN(t, ctx, cfg, seed)
+	return ctx
+}
+
+// RandomizeBN gives every BatchNorm of ctx random affine parameters and
+// running statistics: fresh ones are the identity and the ResBlock's last γ
+// is 0, which would leave the head's output blind to most of the network
+// and hide mistakes.
+func RandomizeBN(t testing.TB, ctx *context.Context, cfg model.Config, seed uint64) {
+	t.Helper()
 	specs, err := model.ParamSpecs(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +72,6 @@ func Narrow(t testing.TB, cfg model.Config, seed uint64) *context.Context {
 			t.Fatal(err)
 		}
 	}
-	return ctx
 }
 
 // ExportNarrow writes the network of ctx to dir/name as ONNX and returns the
