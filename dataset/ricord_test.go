@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/covseg/covseg/dicomseries"
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/phantom"
 	"github.com/covseg/covseg/volume"
@@ -336,7 +337,7 @@ func TestConvertRICORDErrors(t *testing.T) {
 // TestConvertRICORDRealSlices converts three real RICORD-1a slices (JPEG
 // Lossless) from the shared fixtures with an outline on the middle one.
 func TestConvertRICORDRealSlices(t *testing.T) {
-	src := "../../shared/fixtures/io/ricord_jpeg_lossless_3slices"
+	src := testutil.IO(t, "ricord_jpeg_lossless_3slices")
 	if _, err := os.Stat(src); err != nil {
 		t.Fatalf("fixture missing: %v", err)
 	}

@@ -11,11 +11,12 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/volume"
 )
 
 // fixtures is the shared fixture folder (beside the repository).
-const fixtures = "../../shared/fixtures/io"
+var fixtures = testutil.SharedPath("fixtures", "io")
 
 // expected is one entry of expected.json (see shared/tools/io_expect.py):
 // figures after nibabel's as_closest_canonical.

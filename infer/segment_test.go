@@ -7,6 +7,7 @@ import (
 
 	"github.com/covseg/covseg/infer"
 	"github.com/covseg/covseg/internal/infertest"
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/volio"
 	"github.com/covseg/covseg/volume"
@@ -89,7 +90,7 @@ func thresholdDiffs(v *volume.Volume, m *volume.Label) (diff, fg int) {
 // input's grid. A flipped or permuted axis anywhere on the way would put the
 // mask on other anatomy.
 func TestMaskOnAnatomy(t *testing.T) {
-	orig := read(t, infertest.Fixture(t, "ibsi_chest_ct/image.nii.gz"))
+	orig := read(t, testutil.IO(t, "ibsi_chest_ct/image.nii.gz"))
 	cfg := model.DefaultConfig()
 	cfg.Preprocess.Grid = [3]int{32, 160, 160} // 3x2x2 overlapping patches
 	sp := orig.Spacing()                       // LPS, the model's orientation: D = k
@@ -100,7 +101,7 @@ func TestMaskOnAnatomy(t *testing.T) {
 		t.Fatalf("mode %s for a spacing model", s.Mode())
 	}
 	vols := copies(t, orig)
-	vols["DICOM"] = read(t, infertest.Fixture(t, "ibsi_chest_ct/dicom"))
+	vols["DICOM"] = read(t, testutil.IO(t, "ibsi_chest_ct/dicom"))
 	for name, v := range vols {
 		r, err := s.Segment(v)
 		if err != nil {
@@ -126,14 +127,14 @@ func TestMaskOnAnatomy(t *testing.T) {
 // grows along one network axis, run on a grid equal to the volume's (no
 // resampling), every mask must be that axis's central difference of the CT.
 func TestAxisMapping(t *testing.T) {
-	orig := read(t, infertest.Fixture(t, "ibsi_chest_ct/image.nii.gz"))
+	orig := read(t, testutil.IO(t, "ibsi_chest_ct/image.nii.gz"))
 	if orig.Affine.AxCodes() != "LPS" {
 		t.Fatalf("the fixture is stored %s; the expected masks below assume LPS", orig.Affine.AxCodes())
 	}
 	cfg := model.DefaultConfig()
 	d := orig.Dims
 	cfg.Preprocess.Grid = [3]int{d[2], d[1], d[0]}
-	vols := map[string]*volume.Volume{"LPS": orig, "DICOM": read(t, infertest.Fixture(t, "ibsi_chest_ct/dicom"))}
+	vols := map[string]*volume.Volume{"LPS": orig, "DICOM": read(t, testutil.IO(t, "ibsi_chest_ct/dicom"))}
 	for _, code := range []string{"PIR"} {
 		c, err := orig.Reorient(code)
 		if err != nil {
@@ -193,7 +194,7 @@ func centralDifference(v *volume.Volume, axis int, lo, hi float32) *volume.Label
 // inputs are identical), and agree with the CT's threshold on most voxels
 // (the resize blurs only the borders).
 func TestResizeModeLandsInWorld(t *testing.T) {
-	orig := read(t, infertest.Fixture(t, "totalseg_chest_crop.nii.gz"))
+	orig := read(t, testutil.IO(t, "totalseg_chest_crop.nii.gz"))
 	cfg := model.DefaultConfig()
 	cfg.Preprocess.Grid = [3]int{40, 48, 56}
 	e := openORT(t, infertest.ThresholdONNX(t, t.TempDir(), "thr.onnx", cfg, thresholdHU))
@@ -229,7 +230,7 @@ func TestResizeModeLandsInWorld(t *testing.T) {
 // voxel order, must be identical. The probabilities vary over the volume and
 // differ from their own mirror images, so a misplaced flip would show.
 func TestUNetReorientedCopies(t *testing.T) {
-	orig := read(t, infertest.Fixture(t, "totalseg_chest_crop.nii.gz"))
+	orig := read(t, testutil.IO(t, "totalseg_chest_crop.nii.gz"))
 	cfg := infertest.Config([3]int{8, 32, 32})
 	ctx := infertest.Narrow(t, cfg, 1)
 	e := openORT(t, infertest.ExportNarrow(t, t.TempDir(), "unet.onnx", cfg, ctx))
@@ -384,7 +385,7 @@ func TestTTA(t *testing.T) {
 // exported file and from the model file, exported on the fly) and GoMLX:
 // the class probabilities must agree within 1e-4.
 func TestEnginesAgree(t *testing.T) {
-	v := read(t, infertest.Fixture(t, "totalseg_chest_crop.nii.gz"))
+	v := read(t, testutil.IO(t, "totalseg_chest_crop.nii.gz"))
 	cfg := infertest.Config([3]int{8, 24, 24})
 	ctx := infertest.Narrow(t, cfg, 3)
 	dir := t.TempDir()

@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // ricordDir holds three real RICORD slices (JPEG Lossless SV1, signed 16 bit).
-const ricordDir = "../../shared/fixtures/io/ricord_jpeg_lossless_3slices"
+var ricordDir = testutil.SharedPath("fixtures", "io", "ricord_jpeg_lossless_3slices")
 
 // ricordHashes are the sha256 of the samples as little-endian uint16 that
 // dcmtk 3.6.7 decodes: `dcmdjpeg 1-12N.dcm out.dcm`, then the hash of out's

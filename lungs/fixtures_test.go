@@ -4,12 +4,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/volio"
 	"github.com/covseg/covseg/volume"
 )
 
 // ioFixtures is the shared folder of real CTs (see its README.md).
-var ioFixtures = filepath.Join("..", "..", "shared", "fixtures", "io")
+var ioFixtures = testutil.SharedPath("fixtures", "io")
 
 func readFixture(t *testing.T, name string) *volume.Volume {
 	t.Helper()

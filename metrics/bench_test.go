@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/volume"
 )
 
@@ -121,7 +122,7 @@ print(json.dumps(r))
 // /usr/bin/python3, if it has numpy, scipy and nibabel, and returns its
 // figures and seconds.
 func timeReference(b *testing.B, truth, pred *volume.Label) (map[string]any, bool) {
-	refPath, err := filepath.Abs("../../shared/tools/metrics_ref.py")
+	refPath, err := filepath.Abs(testutil.Shared(b, "tools", "metrics_ref.py"))
 	if err != nil {
 		b.Fatal(err)
 	}

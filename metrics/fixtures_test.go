@@ -7,13 +7,14 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/volume"
 )
 
 // fixtureDir holds real MosMedData masks with prediction variants and
 // metrics_ref.py's figures for them (shared/README.md).
-const fixtureDir = "../../shared/fixtures/metrics"
+var fixtureDir = testutil.SharedPath("fixtures", "metrics")
 
 // refFigures is one entry of expected.json at one tolerance.
 type refFigures struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/covseg/covseg/internal/memstat"
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // The benchmarks time the network at 1x1x16x64x64 on the CPU backend, full
@@ -140,7 +141,7 @@ func shapeArgs() []string {
 }
 
 func torchForward(b *testing.B) (float64, bool) {
-	root := repoRoot(b)
+	root := testutil.RepoRoot(b)
 	res, ok := python(b, filepath.Join(root, "..", "shared", "bench", "torch_unet3d.py"), shapeArgs()...)
 	if !ok {
 		return 0, false
@@ -150,7 +151,7 @@ func torchForward(b *testing.B) (float64, bool) {
 }
 
 func torchTrain(b *testing.B) (float64, bool) {
-	root := repoRoot(b)
+	root := testutil.RepoRoot(b)
 	res, ok := python(b, filepath.Join(root, "tools", "torch_train_step.py"), shapeArgs()...)
 	if !ok {
 		return 0, false

@@ -15,6 +15,7 @@ import (
 	"github.com/sbinet/npyio"
 
 	"github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // testBackend is covseg's default backend (the pure-Go adapter unless
@@ -27,24 +28,6 @@ var testBackend = sync.OnceValue(func() backends.Backend {
 	return b
 })
 
-// repoRoot is the directory holding go.mod, found upwards from the package.
-func repoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
-
 // fixtureDir returns the directory named by env, or def; relative paths are
 // relative to the repository root (so "../shared/..." means the shared
 // folder beside it). It fails the test when the directory is missing.
@@ -54,7 +37,7 @@ func fixtureDir(t testing.TB, env, def string) string {
 		dir = def
 	}
 	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(repoRoot(t), dir)
+		dir = filepath.Join(testutil.RepoRoot(t), dir)
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		t.Fatalf("fixture directory %s (env %s) is missing: %v", dir, env, err)

@@ -14,11 +14,12 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/volume"
 )
 
 // sharedDir is the project's shared fixtures, beside the repository.
-const sharedDir = "../../shared"
+var sharedDir = testutil.SharedPath()
 
 // readJSON decodes a JSON file into v, failing the test if it is missing.
 func readJSON(t testing.TB, path string, v any) {

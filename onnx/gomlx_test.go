@@ -14,6 +14,7 @@ import (
 
 	"github.com/covseg/covseg/backend"
 	"github.com/covseg/covseg/internal/infertest"
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/onnx"
 	"github.com/covseg/covseg/ort"
@@ -142,7 +143,7 @@ func TestORTMatchesGoMLXPretrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	infertest.RandomizeBN(t, ctx, cfg, 8)
-	if err := model.LoadPretrainedEncoder(ctx, &cfg, "../../shared/fixtures/r3d18/r3d_18.pth"); err != nil {
+	if err := model.LoadPretrainedEncoder(ctx, &cfg, testutil.Shared(t, "fixtures", "r3d18", "r3d_18.pth")); err != nil {
 		t.Fatal(err)
 	}
 	compareEngines(t, cfg, ctx, [5]int{1, 1, 5, 11, 13}, [5]int{2, 1, 3, 9, 11})

@@ -3,10 +3,10 @@ package report
 import (
 	"encoding/json"
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/lungs"
 	"github.com/covseg/covseg/montage"
 	chest "github.com/covseg/covseg/phantom"
@@ -194,7 +194,7 @@ func TestMarkdown(t *testing.T) {
 // TestComputedLungs gives no lung mask: the lungs come from package lungs,
 // here on the TotalSegmentator chest crop with a made-up infiltrate.
 func TestComputedLungs(t *testing.T) {
-	ct, _, err := volio.Read(filepath.Join("..", "..", "shared", "fixtures", "io", "totalseg_chest_crop.nii.gz"), volio.Options{})
+	ct, _, err := volio.Read(testutil.IO(t, "totalseg_chest_crop.nii.gz"), volio.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

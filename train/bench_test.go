@@ -15,6 +15,7 @@ import (
 
 	covcpu "github.com/covseg/covseg/backend"
 	"github.com/covseg/covseg/internal/memstat"
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // The benchmarks time the recipe's training step (forward, loss, backward,
@@ -111,7 +112,7 @@ func torchTrainBench(b *testing.B, steps int) (torchSummary, bool) {
 		b.Log("no /usr/bin/python3: no PyTorch reference")
 		return torchSummary{}, false
 	}
-	script := filepath.Join("..", "tools", "torch_train_bench.py")
+	script := filepath.Join(testutil.RepoRoot(b), "tools", "torch_train_bench.py")
 	cmd := exec.Command("/usr/bin/python3", script, "--device", "cpu", "--steps", strconv.Itoa(steps),
 		"--threads", strconv.Itoa(runtime.NumCPU()),
 		"--shape", strconv.Itoa(benchShape[0]), strconv.Itoa(benchShape[1]), strconv.Itoa(benchShape[2]))

@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/covseg/covseg/internal/testutil"
 )
 
-const fixtures = "../../shared/fixtures/io"
+var fixtures = testutil.SharedPath("fixtures", "io")
 
 // The IBSI chest CT is stored as NIfTI (LPS) and as its DICOM series: both
 // must give the same canonical voxels and the same affine.

@@ -5,8 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // randomAffine returns an affine with random spacing, origin and, when
@@ -258,7 +259,7 @@ func near3(a, b [3]float64, tol float64) bool {
 // origin adds up to (n−1) rounded spacings, so the tolerance per entry is
 // the rounding that can reach it.
 func TestCanonicalFixtures(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "io", "expected.json"))
+	raw, err := os.ReadFile(testutil.IO(t, "expected.json"))
 	if err != nil {
 		t.Fatalf("fixture missing (../shared beside the repository): %v", err)
 	}

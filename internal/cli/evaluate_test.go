@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/metrics"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/volume"
@@ -85,7 +86,7 @@ func ptr(f *float64) string {
 
 // The real MosMedData fixtures through the whole command, via a manifest.
 func TestEvaluateFixturesThroughManifest(t *testing.T) {
-	dir, err := filepath.Abs("../../../shared/fixtures/metrics")
+	dir, err := filepath.Abs(testutil.Shared(t, "fixtures", "metrics"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/nifti"
 	"github.com/covseg/covseg/volio"
 	"github.com/covseg/covseg/volume"
 )
 
-const ioFixtures = "../../../shared/fixtures/io"
+var ioFixtures = testutil.SharedPath("fixtures", "io")
 
 // run executes covseg with args and returns stdout, stderr and the exit code.
 func run(t *testing.T, args ...string) (string, string, int) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model"
 )
 
@@ -45,7 +46,7 @@ func TestModelInitInfo(t *testing.T) {
 // shared r3d_18 fixture (torchvision's file format) and checks that the
 // stem's kernel is torchvision's summed over RGB.
 func TestModelInitPretrained(t *testing.T) {
-	pth := filepath.Join("..", "..", "..", "shared", "fixtures", "r3d18", "r3d_18.pth")
+	pth := testutil.Shared(t, "fixtures", "r3d18", "r3d_18.pth")
 	if _, err := os.Stat(pth); err != nil {
 		t.Fatalf("shared fixture missing: %v", err)
 	}

@@ -6,7 +6,6 @@ package infertest
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -160,37 +159,6 @@ func export(t testing.TB, dir, name string, cfg model.Config, w map[string]onnx.
 		t.Fatal(err)
 	}
 	return path
-}
-
-// RepoRoot is the folder holding go.mod, found upwards from the working
-// directory (a test's package folder).
-func RepoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's folder")
-		}
-		dir = parent
-	}
-}
-
-// Fixture returns the path of a file or folder under ../shared/fixtures/io
-// beside the repository, failing the test when it is missing.
-func Fixture(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(RepoRoot(t), "..", "shared", "fixtures", "io", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("fixture %s is missing (see ../shared/README.md): %v", p, err)
-	}
-	return p
 }
 
 // WorldEqual compares two label maps that cover the same voxels in

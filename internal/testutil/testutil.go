@@ -1,0 +1,97 @@
+// Package testutil finds the repository and the shared fixtures for tests.
+//
+// The shared fixtures live in a folder named shared beside the repository
+// (../shared from the folder holding go.mod), in CI as on a developer's
+// machine; COVSEG_SHARED names another folder. A test that asks for a
+// fixture that is missing fails with a message that says where it looked:
+// a missing fixture never turns into a skipped test.
+package testutil
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// ModuleRoot returns the folder holding go.mod, searched upwards from the
+// working directory (a test's package folder, or wherever a command runs).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory: not inside the covseg repository")
+		}
+		dir = parent
+	}
+}
+
+// RepoRoot is ModuleRoot for tests: it fails the test when there is none.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// SharedDir returns the shared fixtures folder: $COVSEG_SHARED, or
+// ../shared beside the repository. It does not check that it exists.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("COVSEG_SHARED"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(t), "..", "shared")
+}
+
+// Shared returns the path of rel (slash-separated parts) under the shared
+// folder, failing the test when it is missing.
+func Shared(t testing.TB, rel ...string) string {
+	t.Helper()
+	p := filepath.Join(append([]string{SharedDir(t)}, rel...)...)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("shared fixture %s is missing: it is looked for in ../shared beside the repository (or $COVSEG_SHARED); see its README.md: %v", p, err)
+	}
+	return p
+}
+
+// IO returns the path of rel under the shared folder's fixtures/io.
+func IO(t testing.TB, rel ...string) string {
+	t.Helper()
+	return Shared(t, append([]string{"fixtures", "io"}, rel...)...)
+}
+
+// Repo returns the path of rel (parts) under the repository root, failing
+// the test when it is missing.
+func Repo(t testing.TB, rel ...string) string {
+	t.Helper()
+	p := filepath.Join(append([]string{RepoRoot(t)}, rel...)...)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing from the repository: %v", p, err)
+	}
+	return p
+}
+
+// SharedPath returns the path of rel under the shared folder without
+// checking it, for package-level variables of tests; it is "" outside the
+// repository. Tests that open such a path fail with an error naming it.
+func SharedPath(rel ...string) string {
+	base := os.Getenv("COVSEG_SHARED")
+	if base == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(root, "..", "shared")
+	}
+	return filepath.Join(append([]string{base}, rel...)...)
+}
