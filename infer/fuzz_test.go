@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/covseg/covseg/engine/onnx"
 	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/onnx"
 )
 
 // FuzzConfigFromMetadata feeds arbitrary metadata_props to the reader of a

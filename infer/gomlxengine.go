@@ -7,7 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
-	"github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/engine/covcpu"
 	"github.com/covseg/covseg/model"
 )
 
@@ -32,7 +32,7 @@ func OpenGoMLX(path string) (*GoMLXEngine, error) {
 // NewGoMLX prepares inference with the model variables of ctx (as
 // model.Load or model.NewContext return them).
 func NewGoMLX(cfg model.Config, ctx *context.Context) (*GoMLXEngine, error) {
-	b, err := backend.New()
+	b, err := covcpu.New()
 	if err != nil {
 		return nil, fmt.Errorf("infer: GoMLX backend: %w", err)
 	}

@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/covseg/covseg/engine/onnx"
+	"github.com/covseg/covseg/engine/ort"
 	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/onnx"
-	"github.com/covseg/covseg/ort"
 )
 
 // ORTEngine runs an exported ONNX model with ONNX Runtime.

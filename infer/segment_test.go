@@ -9,8 +9,8 @@ import (
 	"github.com/covseg/covseg/internal/infertest"
 	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/volio"
 	"github.com/covseg/covseg/volume"
+	"github.com/covseg/covseg/volume/volio"
 )
 
 // thresholdHU is where the threshold model cuts: half a HU off the integer

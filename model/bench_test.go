@@ -15,7 +15,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
-	"github.com/covseg/covseg/internal/memstat"
+	"github.com/covseg/covseg/internal/procstat"
 	"github.com/covseg/covseg/internal/testutil"
 )
 
@@ -55,7 +55,7 @@ func benchForward(b *testing.B, stem int) {
 		b.Fatal(err)
 	}
 	runtime.GC() // leave earlier benchmarks' garbage out of the peak
-	peak := memstat.StartPeakHeap()
+	peak := procstat.StartPeakHeap()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
@@ -86,7 +86,7 @@ func benchTrain(b *testing.B, stem int) {
 		b.Fatal(err)
 	}
 	runtime.GC() // leave earlier benchmarks' garbage out of the peak
-	peak := memstat.StartPeakHeap()
+	peak := procstat.StartPeakHeap()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {

@@ -14,14 +14,14 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/sbinet/npyio"
 
-	"github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/engine/covcpu"
 	"github.com/covseg/covseg/internal/testutil"
 )
 
 // testBackend is covseg's default backend (the pure-Go adapter unless
 // GOMLX_BACKEND says otherwise), which can also train.
 var testBackend = sync.OnceValue(func() backends.Backend {
-	b, err := backend.New()
+	b, err := covcpu.New()
 	if err != nil {
 		panic(err)
 	}

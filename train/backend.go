@@ -6,7 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 
-	covcpu "github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/engine/covcpu"
 )
 
 // NewBackend returns the backend a config names: "" means GOMLX_BACKEND,

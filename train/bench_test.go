@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	covcpu "github.com/covseg/covseg/backend"
-	"github.com/covseg/covseg/internal/memstat"
+	"github.com/covseg/covseg/engine/covcpu"
+	"github.com/covseg/covseg/internal/procstat"
 	"github.com/covseg/covseg/internal/testutil"
 )
 
@@ -70,7 +70,7 @@ func benchTrainStep(b *testing.B, width float64) {
 		b.Fatal(err)
 	}
 	b.Logf("first step (compilation included) %.2f s", time.Since(start).Seconds())
-	peak := memstat.StartPeakHeap()
+	peak := procstat.StartPeakHeap()
 	b.ResetTimer()
 	start = time.Now()
 	for range b.N {

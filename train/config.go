@@ -12,9 +12,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/covseg/covseg/augment"
+	"github.com/covseg/covseg/data/augment"
+	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/preprocess"
 )
 
 // Config is everything a training run needs, read from YAML. Its zero value

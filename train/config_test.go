@@ -3,7 +3,7 @@ package train
 import (
 	"reflect"
 
-	"github.com/covseg/covseg/preprocess"
+	"github.com/covseg/covseg/data/preprocess"
 	"strings"
 	"testing"
 )

@@ -11,7 +11,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
-	covcpu "github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/engine/covcpu"
 	"github.com/covseg/covseg/model"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 
-	covcpu "github.com/covseg/covseg/backend"
+	"github.com/covseg/covseg/engine/covcpu"
 	"github.com/covseg/covseg/model"
 )
 

@@ -12,10 +12,10 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/covseg/covseg/internal/progress"
 	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/preprocess"
 )
 
 // Options configure Run.

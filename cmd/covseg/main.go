@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"github.com/covseg/covseg/internal/cli"
+	"github.com/covseg/covseg/cmd/covseg/internal/cli"
 )
 
 func main() {

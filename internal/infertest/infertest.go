@@ -11,8 +11,8 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/covseg/covseg/engine/onnx"
 	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/onnx"
 	"github.com/covseg/covseg/volume"
 )
 

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+
+	"github.com/covseg/covseg/data/augment"
+	"github.com/covseg/covseg/data/preprocess"
+	"github.com/covseg/covseg/engine/covcpu"
+	"github.com/covseg/covseg/engine/onnx"
+	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/train"
+)
+
+// demoReserve is the time kept back from training for the export, the
+// segmentation of the held-out phantoms and the report: together about
+// 2 s for 8 phantoms of 32x32x16 on two cores, so 10 s and a second a
+// phantom leave a wide margin on a slow or busy machine.
+func demoReserve(c demoConfig, budget time.Duration) time.Duration {
+	return min(budget/4, 10*time.Second+time.Duration(c.Test)*time.Second)
+}
+
+// demoValFactor is the cost of validating one case relative to one
+// training step (a forward pass against forward, backward and update),
+// rounded up.
+const demoValFactor = 0.5
+
+// trainConfig is the paper's recipe (train.DefaultConfig) for the demo:
+// its loss, AdamW and one-cycle schedule, but a single unfrozen phase at
+// c.LR, since the demo's encoder is random (no Kinetics-400 weights) and
+// freezing a random encoder only slows training down.
+func (c demoConfig) trainConfig(seed uint64, manifest, init string, epochs int) train.Config {
+	cfg := train.DefaultConfig()
+	cfg.Seed = seed
+	cfg.Data.Manifest = manifest
+	cfg.Data.Preprocess.Grid = preprocess.Grid(c.Grid)
+	cfg.Data.Preprocess.Schedule = nil
+	// Phantoms vary enough; augmentation would only slow the few minutes
+	// of training down.
+	cfg.Data.Augment = augment.None()
+	cfg.Model.Width = c.Width
+	cfg.Model.Init = init
+	cfg.Phases = []train.Phase{{Name: "unfrozen", Epochs: epochs, LR: c.LR, EncoderLRMult: 1}}
+	cfg.Checkpoint.KeepEpochs = 0
+	return cfg
+}
+
+// demoInitModel writes the demo's untrained network to path: width c.Width,
+// seeded, with the output started at the lesions' prior (see demoPrior).
+func demoInitModel(path string, c demoConfig, seed uint64, lesionFraction float64) error {
+	mcfg := model.DefaultConfig()
+	mcfg.Width = c.Width
+	mcfg.Encoder.Seed = seed
+	ctx, err := model.NewContext(mcfg, seed)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	b := demoPrior(lesionFraction)
+	if err := model.SetFloat32Value(ctx, "out.1.bias", []float32{b, -b}, []int{2}); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return model.Save(path, mcfg, ctx)
+}
+
+// demoPrior is the bias of the network's last BatchNorm ("out.1", on the
+// two logits) that starts its output at the lesion prior: background and
+// lesion logits at ±b with 2b = ln((1 − f)/f) for a lesion fraction f, the
+// prior-probability initialisation of Lin et al. 2017 (focal loss).
+//
+// Why: the logits leave a BatchNorm, so at initialisation every voxel's two
+// logits are standardised and centred on β = 0, the background probability
+// about one half everywhere, while only a few per cent of voxels are lesion.
+// Cross-entropy and soft Dice then mostly wait for β to move, which AdamW
+// does by about the learning rate per step: hundreds of the few hundred
+// steps the demo can afford on a CPU. Full training (covseg train: 53
+// epochs, a pretrained encoder) outgrows the start and needs no such help.
+func demoPrior(f float64) float32 {
+	f = min(max(f, 1e-4), 0.5)
+	return float32(0.5 * math.Log((1-f)/f))
+}
+
+// demoBackend is the backend configuration the demo trains with:
+// GOMLX_BACKEND's when set, else covseg's CPU backend with its ops run in
+// parallel (covcpu.Unbounded), a fifth faster for the demo's small network
+// than the memory-frugal sequential default.
+func demoBackend() string {
+	if os.Getenv(backends.ConfigEnvVar) != "" {
+		return ""
+	}
+	return covcpu.Name + ":" + covcpu.Unbounded
+}
+
+// trainDemo trains the demo's network with package train, as covseg train
+// does (the same manifest loader), stopping at the deadline less the
+// reserve for what follows. It times two training steps first (after one
+// that compiles) and runs fewer epochs than c.Epochs when they would not
+// fit (unless c.FixedEpochs).
+func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData, seed uint64, deadline time.Time, budget time.Duration, log io.Writer) (*demoTraining, error) {
+	start := time.Now()
+	backend, err := train.NewBackend(demoBackend())
+	if err != nil {
+		return nil, err
+	}
+	tr := &demoTraining{
+		Backend: backend.Name(), Width: c.Width, Grid: c.Grid, LR: c.LR,
+		Pretrained: "none: the encoder is randomly initialised (the demo has no Kinetics-400 weights), so there is no frozen-encoder phase",
+	}
+	fmt.Fprintf(log, "calibrating one training step at %dx%dx%d, width %g, on %s...\n", c.Grid[0], c.Grid[1], c.Grid[2], c.Width, backend.Name())
+	bench, err := train.Bench(train.BenchOptions{Shape: c.Grid, Steps: 3, DType: train.DTypeFloat32, Width: c.Width, Backend: backend}, func(any) {})
+	if err != nil {
+		return nil, err
+	}
+	tr.StepSeconds, tr.Params = bench.StepMedianS, bench.Params
+	stop := deadline.Add(-demoReserve(c, budget))
+	epochCost := time.Duration((float64(c.Train) + demoValFactor*float64(c.Val)) * bench.StepMedianS * float64(time.Second))
+	fit := int(time.Until(stop) / max(epochCost, time.Millisecond))
+	tr.Epochs = c.Epochs
+	if fit < c.Epochs && !c.FixedEpochs {
+		tr.Epochs = max(1, fit)
+		fmt.Fprintf(log, "a step takes %.2f s here: %d epochs fit the budget, not %d (a faster or idler machine trains all %d and segments better)\n",
+			bench.StepMedianS, tr.Epochs, c.Epochs, c.Epochs)
+	}
+	tr.Phases = fmt.Sprintf("1 unfrozen phase of %d epochs, one-cycle to lr %g", tr.Epochs, c.LR)
+	fmt.Fprintf(log, "training: %d epochs of %d phantoms, %.2f s a step, about %s (stops by %s)\n",
+		tr.Epochs, c.Train, bench.StepMedianS, (time.Duration(tr.Epochs) * epochCost).Round(time.Second), stop.Format("15:04:05"))
+
+	init := filepath.Join(dirs.run, "init.ckpt")
+	if err := demoInitModel(init, c, seed, data.lesionFraction); err != nil {
+		return nil, err
+	}
+	tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the lesion prior ±%.2f (%.1f %% lesion voxels in the training phantoms)",
+		seed, demoPrior(data.lesionFraction), 100*data.lesionFraction)
+	cfg := c.trainConfig(seed, data.manifest, init, tr.Epochs)
+	trainSrc, valSrc, err := loadTrainData(cfg, dirs.run, log)
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := context.WithDeadline(ctx, stop)
+	defer cancel()
+	out, err := train.Run(tctx, train.Options{
+		Config: cfg, Dir: dirs.run, Backend: backend, Train: trainSrc, Val: valSrc, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("demo: interrupted: %w", ctx.Err())
+	}
+	st := out.State
+	tr.Seconds = time.Since(start).Seconds()
+	tr.EpochsDone, tr.Steps = len(st.History), st.Step
+	tr.BestEpoch, tr.BestValDice = st.BestEpoch, st.BestDice
+	if st.BestEpoch == 0 {
+		return nil, errNoEpoch
+	}
+	if out.Interrupted {
+		tr.StoppedByTime = true
+		fmt.Fprintf(log, "the time budget stopped training after %d of %d epochs (the demo does not resume it); using the best epoch, %d\n", tr.EpochsDone, tr.Epochs, tr.BestEpoch)
+	}
+	return tr, nil
+}
+
+// exportDemoModel exports the model file ckpt to ONNX, as covseg model
+// export does.
+func exportDemoModel(ckpt, out string) error {
+	cfg, ctx, err := model.Load(ckpt)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	vars, err := onnx.Variables(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("demo: %s: %w", ckpt, err)
+	}
+	if err := onnx.ExportModel(out, cfg, vars, Version, onnx.Options{}); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
