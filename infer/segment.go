@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/volume"
 )
@@ -94,8 +95,9 @@ type Segmenter struct {
 	cfg  model.Config
 	opts Options
 	mode string
-	// spacing (sliding mode) is along i, j, k: W, H, D.
-	spacing [3]float64
+	// spec is the model's preprocessing with the options' geometry: the
+	// mode, and in sliding mode the target spacing (D, H, W).
+	spec model.Preprocess
 }
 
 // New returns a Segmenter running eng with opts, checked against the
@@ -108,7 +110,7 @@ func New(eng Engine, opts Options) (*Segmenter, error) {
 	if cfg.InChannels != 1 {
 		return nil, fmt.Errorf("infer: the model takes %d input channels; a CT volume has 1", cfg.InChannels)
 	}
-	s := &Segmenter{eng: eng, cfg: cfg, opts: opts, mode: opts.Mode}
+	s := &Segmenter{eng: eng, cfg: cfg, opts: opts, mode: opts.Mode, spec: cfg.Preprocess}
 	if s.mode == "" {
 		s.mode = ModeResize
 		if cfg.Preprocess.Mode == model.ModeSpacing {
@@ -117,6 +119,7 @@ func New(eng Engine, opts Options) (*Segmenter, error) {
 	}
 	switch s.mode {
 	case ModeResize:
+		s.spec.Mode, s.spec.Spacing = model.ModeResize, [3]float64{}
 	case ModeSliding:
 		sp := opts.Spacing
 		if sp == ([3]float64{}) {
@@ -131,7 +134,7 @@ func New(eng Engine, opts Options) (*Segmenter, error) {
 				return nil, fmt.Errorf("infer: spacing %v: want positive finite millimetres", sp)
 			}
 		}
-		s.spacing = [3]float64{sp[2], sp[1], sp[0]}
+		s.spec.Mode, s.spec.Spacing = model.ModeSpacing, sp
 		if !(opts.Overlap >= 0 && opts.Overlap <= MaxOverlap) {
 			return nil, fmt.Errorf("infer: overlap %v: want 0 to %v", opts.Overlap, MaxOverlap)
 		}
@@ -155,14 +158,11 @@ func (s *Segmenter) Segment(v *volume.Volume) (*Result, error) {
 	}
 	res := &Result{}
 	start := time.Now()
-	plan, err := volume.PlanReorient(v.Dims, v.Affine, s.cfg.Preprocess.Orientation)
+	in, err := preprocess.MakeInput(v, s.spec)
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
-	x, air, err := s.prepare(plan, v)
-	if err != nil {
-		return nil, err
-	}
+	x, plan := in.Image, in.Plan
 	res.Grid = x.Dims
 	res.Timing.Preprocess = time.Since(start)
 
@@ -173,7 +173,7 @@ func (s *Segmenter) Segment(v *volume.Volume) (*Result, error) {
 		res.Patches = 1
 		probs, err = s.predict(x.Data, dhw, &res.Timing.Forwards, 1)
 	} else {
-		probs, res.Patches, err = s.slide(x.Data, dhw, air, &res.Timing.Forwards)
+		probs, res.Patches, err = s.slide(x.Data, dhw, in.Pad, &res.Timing.Forwards)
 	}
 	if err != nil {
 		return nil, err
@@ -188,46 +188,18 @@ func (s *Segmenter) Segment(v *volume.Volume) (*Result, error) {
 	return res, nil
 }
 
-// Input returns the network's input for v as Segment prepares it: v
-// reoriented to the model's orientation, its intensities normalised, and
-// resized to the model's grid (resize mode) or resampled to the target
-// spacing (sliding mode, before patches are cut). Its Data is the row-major
-// D×H×W array the network reads.
+// Input returns the network's input for v as Segment prepares it, with
+// preprocess.MakeInput (the preprocessing training runs too): v reoriented
+// to the model's orientation, its intensities scaled, and resized to the
+// model's grid (resize mode) or resampled to the target spacing (sliding
+// mode, before patches are cut). Its Data is the row-major D×H×W array the
+// network reads.
 func (s *Segmenter) Input(v *volume.Volume) (*volume.Volume, error) {
-	if err := v.Dims.Valid(); err != nil || len(v.Data) != v.Dims.Len() {
-		return nil, fmt.Errorf("infer: malformed volume: %d voxels for dims %v", len(v.Data), v.Dims)
-	}
-	plan, err := volume.PlanReorient(v.Dims, v.Affine, s.cfg.Preprocess.Orientation)
+	in, err := preprocess.MakeInput(v, s.spec)
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
-	x, _, err := s.prepare(plan, v)
-	return x, err
-}
-
-// prepare reorients v as planned, normalises its intensities and resizes or
-// resamples it onto the network's grid. It returns the network's input and
-// the padding value.
-func (s *Segmenter) prepare(plan volume.Reorientation, v *volume.Volume) (*volume.Volume, float32, error) {
-	ov, err := plan.Apply(v)
-	if err != nil {
-		return nil, 0, fmt.Errorf("infer: %w", err)
-	}
-	air, err := Normalize(ov, s.cfg.Preprocess)
-	if err != nil {
-		return nil, 0, err
-	}
-	var x *volume.Volume
-	if s.mode == ModeResize {
-		g := s.cfg.Preprocess.Grid
-		x, err = ov.ResizeTo(volume.Dims{g[2], g[1], g[0]}, volume.Linear)
-	} else {
-		x, err = ov.ResampleToSpacing(s.spacing, volume.Linear)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("infer: %w", err)
-	}
-	return x, air, nil
+	return in.Image, nil
 }
 
 // back resizes the class probabilities (on x's grid) onto the reoriented

@@ -4,9 +4,6 @@ import (
 	"math"
 	"slices"
 	"testing"
-
-	"github.com/covseg/covseg/model"
-	"github.com/covseg/covseg/volume"
 )
 
 func TestSoftmax(t *testing.T) {
@@ -146,40 +143,5 @@ func TestRegion(t *testing.T) {
 	want := []float32{-9, -9, 9, -9}
 	if !slices.Equal(got, want) {
 		t.Errorf("region %v, want %v", got, want)
-	}
-}
-
-func TestNormalize(t *testing.T) {
-	mk := func() *volume.Volume {
-		v, _ := volume.New(volume.Dims{4, 1, 1}, volume.Identity())
-		copy(v.Data, []float32{-2000, float32(math.NaN()), -212, 3000})
-		return v
-	}
-	p := model.DefaultConfig().Preprocess // −1024..600, none
-	v := mk()
-	air, err := Normalize(v, p)
-	if err != nil || air != 0 {
-		t.Fatal(air, err)
-	}
-	if !slices.Equal(v.Data, []float32{0, 0, 0.5, 1}) {
-		t.Errorf("window: %v", v.Data)
-	}
-	p.Normalize, p.Mean, p.Std = model.NormFixed, 0.5, 0.25
-	v = mk()
-	air, err = Normalize(v, p)
-	if err != nil || air != -2 || !slices.Equal(v.Data, []float32{-2, -2, 0, 2}) {
-		t.Errorf("fixed: %v, air %v, %v", v.Data, air, err)
-	}
-	p.Normalize = model.NormZScore
-	v = mk()
-	air, err = Normalize(v, p)
-	// Windowed 0, 0, 0.5, 1: mean 0.375, std √(0.171875).
-	sd := math.Sqrt(0.171875)
-	if err != nil || math.Abs(float64(air)+0.375/sd) > 1e-6 || math.Abs(float64(v.Data[3])-0.625/sd) > 1e-6 {
-		t.Errorf("zscore: %v, air %v, %v", v.Data, air, err)
-	}
-	p.WindowLow = p.WindowHigh
-	if _, err := Normalize(mk(), p); err == nil {
-		t.Error("an empty window was accepted")
 	}
 }

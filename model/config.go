@@ -48,15 +48,12 @@ type Preprocess struct {
 	// [WindowLow, WindowHigh] and mapped linearly onto [0, 1].
 	WindowLow  float64 `json:"window_low"`
 	WindowHigh float64 `json:"window_high"`
-	// Normalize is applied after the window: NormNone keeps [0, 1],
-	// NormZScore subtracts the volume's own mean and divides by its standard
-	// deviation, NormFixed computes (x - Mean) / Std, NormMinMax maps the
-	// volume's own clipped range (its lowest and highest HU within the
-	// window) onto [0, 1] instead of the window's (the paper's per-volume
-	// min–max scaling).
-	Normalize string  `json:"normalize"`
-	Mean      float64 `json:"mean,omitempty"`
-	Std       float64 `json:"std,omitempty"`
+	// Normalize says how clipped HU become [0, 1]: NormNone maps the
+	// window's ends, NormMinMax the volume's own clipped range (its lowest
+	// and highest HU within the window; the paper's per-volume min–max
+	// scaling). preprocess.MakeInput carries it out, in training and in
+	// inference alike.
+	Normalize string `json:"normalize"`
 	// Orientation is the axis code (nibabel's convention: the direction each
 	// of i, j, k points to, e.g. "LPS" = i towards the patient's Left, j
 	// Posterior, k Superior) that volumes are reoriented to before anything
@@ -78,8 +75,6 @@ type Preprocess struct {
 // Normalisation modes of Preprocess.Normalize.
 const (
 	NormNone   = "none"
-	NormZScore = "zscore"
-	NormFixed  = "fixed"
 	NormMinMax = "minmax"
 )
 
@@ -186,13 +181,9 @@ func (p Preprocess) Validate() error {
 		return fmt.Errorf("model: HU window [%v, %v] is empty or not finite", p.WindowLow, p.WindowHigh)
 	}
 	switch p.Normalize {
-	case NormNone, NormZScore, NormMinMax:
-	case NormFixed:
-		if !(p.Std > 0) || math.IsInf(p.Std, 0) || math.IsNaN(p.Mean) || math.IsInf(p.Mean, 0) {
-			return fmt.Errorf("model: fixed normalisation needs a finite mean and a positive std, got %v, %v", p.Mean, p.Std)
-		}
+	case NormNone, NormMinMax:
 	default:
-		return fmt.Errorf("model: normalisation %q, want %q, %q, %q or %q", p.Normalize, NormNone, NormZScore, NormFixed, NormMinMax)
+		return fmt.Errorf("model: normalisation %q, want %q or %q", p.Normalize, NormNone, NormMinMax)
 	}
 	if err := validAxcodes(p.Orientation); err != nil {
 		return err

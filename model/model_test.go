@@ -79,7 +79,7 @@ func TestConfigValidate(t *testing.T) {
 		"channels":    func(c *Config) { c.InChannels = 0 },
 		"window":      func(c *Config) { c.Preprocess.WindowHigh = -2000 },
 		"norm":        func(c *Config) { c.Preprocess.Normalize = "maxmin" },
-		"fixed std":   func(c *Config) { c.Preprocess.Normalize = NormFixed },
+		"zscore":      func(c *Config) { c.Preprocess.Normalize = "zscore" },
 		"orientation": func(c *Config) { c.Preprocess.Orientation = "LLS" },
 		"grid":        func(c *Config) { c.Preprocess.Grid[1] = 0 },
 		"mode":        func(c *Config) { c.Preprocess.Mode = "crop" },

@@ -12,7 +12,6 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
-	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/covseg/covseg/internal/progress"
 	"github.com/covseg/covseg/model"
@@ -198,32 +197,11 @@ func NewModel(cfg Config) (model.Config, *mlctx.Context, error) {
 			}
 		}
 	}
-	mcfg.Preprocess = ModelPreprocess(cfg.Data.Preprocess, cfg.TotalEpochs()-1)
+	mcfg.Preprocess = cfg.Data.Preprocess.Spec(cfg.TotalEpochs() - 1)
 	if err := mcfg.Validate(); err != nil {
 		return model.Config{}, nil, fmt.Errorf("train: %w", err)
 	}
 	return mcfg, ctx, nil
-}
-
-// ModelPreprocess is what a model trained with the data pipeline p records
-// for inference (model.Preprocess): the HU window and its scaling (the
-// window's range, or each volume's own with preprocess.ScaleMinMax), the
-// canonical RAS+ orientation the pipeline reorients to, and the input grid
-// of the last epoch (whole-volume resize) or the patch size and voxel
-// spacing (patch mode).
-func ModelPreprocess(p preprocess.Config, lastEpoch int) model.Preprocess {
-	mp := model.Preprocess{
-		WindowLow: p.WindowLo, WindowHigh: p.WindowHi,
-		Normalize: model.NormNone, Orientation: "RAS",
-		Mode: model.ModeResize, Grid: p.InputGrid(lastEpoch),
-	}
-	if p.Scaling == preprocess.ScaleMinMax {
-		mp.Normalize = model.NormMinMax
-	}
-	if p.Mode == preprocess.ModePatch {
-		mp.Mode, mp.Spacing = model.ModeSpacing, p.Spacing
-	}
-	return mp
 }
 
 // loop trains from r.st to the end or to an interruption.

@@ -55,9 +55,10 @@ func Read(e dataset.Entry) (*volume.Volume, *volume.Label, error) {
 }
 
 // Prepare runs the pipeline on a CT (HU) and its mask (may be nil) for an
-// epoch: canonical RAS+ reorientation, window and scaling, then the resize
-// to the epoch's grid (ModeResize) or the resample to the target spacing
-// (ModePatch). img and mask are not changed.
+// epoch: MakeInput with the epoch's Spec (canonical RAS+ reorientation,
+// window and scaling, then the resize to the epoch's grid in ModeResize or
+// the resample to the target spacing in ModePatch), the mask following the
+// image with nearest-neighbour interpolation. img and mask are not changed.
 func Prepare(name string, img *volume.Volume, mask *volume.Label, cfg Config, epoch int) (*Sample, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -65,38 +66,16 @@ func Prepare(name string, img *volume.Volume, mask *volume.Label, cfg Config, ep
 	if mask != nil && mask.Dims != img.Dims {
 		return nil, fmt.Errorf("preprocess: case %s: mask dims %v differ from image dims %v", name, mask.Dims, img.Dims)
 	}
-	v := img.Canonical() // a copy: the intensity steps below work in place
-	v.ReplaceNonFinite(float32(cfg.WindowLo))
-	lo, hi := float32(cfg.WindowLo), float32(cfg.WindowHi)
-	if err := v.Clip(lo, hi); err != nil {
-		return nil, fmt.Errorf("preprocess: case %s: %w", name, err)
-	}
-	if cfg.Scaling == ScaleMinMax {
-		v.ScaleMinMax()
-	} else if err := v.Window(lo, hi); err != nil {
-		return nil, fmt.Errorf("preprocess: case %s: %w", name, err)
-	}
-	var m *volume.Label
-	if mask != nil {
-		c := *mask
-		c.Affine = img.Affine
-		m = c.Canonical()
-	}
-	var err error
-	s := &Sample{Case: name}
-	if cfg.Mode == ModePatch {
-		sp := [3]float64{cfg.Spacing[2], cfg.Spacing[1], cfg.Spacing[0]} // (x, y, z) = (W, H, D)
-		if s.Image, err = v.ResampleToSpacing(sp, volume.Linear); err == nil && m != nil {
-			s.Mask, err = m.ResampleToSpacing(sp)
-		}
-	} else {
-		d := cfg.GridAt(epoch).Dims()
-		if s.Image, err = v.ResizeTo(d, volume.Linear); err == nil && m != nil {
-			s.Mask, err = m.ResizeTo(d)
-		}
-	}
+	spec := cfg.Spec(epoch)
+	in, err := MakeInput(img, spec)
 	if err != nil {
 		return nil, fmt.Errorf("preprocess: case %s: %w", name, err)
+	}
+	s := &Sample{Case: name, Image: in.Image}
+	if mask != nil {
+		if s.Mask, err = InputLabel(mask, in, spec); err != nil {
+			return nil, fmt.Errorf("preprocess: case %s: %w", name, err)
+		}
 	}
 	if s.Mask != nil && cfg.Mode == ModePatch {
 		s.Lesion = lesionIndices(s.Mask)
