@@ -34,6 +34,7 @@ const (
 	maxManifest  = 64 << 20
 	maxVariables = 1 << 16
 	maxVarBytes  = 1 << 34
+	maxVarRank   = 8
 )
 
 // VarInfo describes one variable stored in a model file.
@@ -294,7 +295,7 @@ func checkVarInfo(v VarInfo, files map[string]*zip.File) error {
 	if err != nil || dt.Size() < 1 {
 		return fmt.Errorf("variable %s %s: unsupported dtype %q", v.Scope, v.Name, v.DType)
 	}
-	if len(v.Shape) > maxTensorRank {
+	if len(v.Shape) > maxVarRank {
 		return fmt.Errorf("variable %s %s: rank %d", v.Scope, v.Name, len(v.Shape))
 	}
 	n := int64(dt.Size())

@@ -118,3 +118,12 @@ func randomInput(seed uint64, dims ...int) *tensors.Tensor {
 	}
 	return tensors.FromFlatDataAndDimensions(data, dims...)
 }
+
+// numel is the number of elements of a shape.
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/model/torchpth"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -292,10 +293,10 @@ func TestLoadStateDictErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	specs, _ := ParamSpecs(cfg)
-	sd := &StateDict{Tensors: map[string]*TorchTensor{}}
+	sd := &torchpth.StateDict{Tensors: map[string]*torchpth.Tensor{}}
 	for _, s := range specs {
 		if s.Part == PartEncoder {
-			sd.Tensors[s.Name] = &TorchTensor{DType: "float32", Shape: s.Shape, F32: make([]float32, s.Size())}
+			sd.Tensors[s.Name] = &torchpth.Tensor{DType: "float32", Shape: s.Shape, F32: make([]float32, s.Size())}
 		}
 	}
 	before, _, _ := Float32Value(ctx, "layer1.0.conv1.0.weight")

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/covseg/covseg/model/torchpth"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
@@ -23,7 +24,7 @@ import (
 // It fails, changing nothing, if a tensor is missing (all missing names are
 // listed), has another shape (the name and both shapes are given) or is not
 // floating point.
-func LoadStateDict(ctx *context.Context, cfg Config, sd *StateDict, parts ...Part) error {
+func LoadStateDict(ctx *context.Context, cfg Config, sd *torchpth.StateDict, parts ...Part) error {
 	specs, err := ParamSpecs(cfg)
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func sumRGB(w []float32, shape []int) []float32 {
 // records the file's name and SHA-256 in cfg.Encoder. The model must have
 // full width.
 func LoadPretrainedEncoder(ctx *context.Context, cfg *Config, path string) error {
-	sd, err := ReadStateDict(path)
+	sd, err := torchpth.ReadStateDict(path)
 	if err != nil {
 		return err
 	}

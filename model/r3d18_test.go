@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/covseg/covseg/model/torchpth"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -31,7 +32,7 @@ func TestR3D18Torchvision(t *testing.T) {
 	if meta.Mode != "eval" || meta.Layout != "NCDHW" || len(meta.Input) != 5 {
 		t.Fatalf("meta.json: mode %q, layout %q, input %v: want eval, NCDHW, 5 dims", meta.Mode, meta.Layout, meta.Input)
 	}
-	sd, err := ReadStateDict(filepath.Join(dir, "r3d_18.pth"))
+	sd, err := torchpth.ReadStateDict(filepath.Join(dir, "r3d_18.pth"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestR3D18Torchvision(t *testing.T) {
 }
 
 // avgpoolFC is r3d_18's classifier: the mean over D, H, W, then fc.
-func avgpoolFC(x []float32, dims []int, w, b *TorchTensor) []float32 {
+func avgpoolFC(x []float32, dims []int, w, b *torchpth.Tensor) []float32 {
 	n, c, vol := dims[0], dims[1], dims[2]*dims[3]*dims[4]
 	classes := w.Shape[0]
 	out := make([]float32, n*classes)

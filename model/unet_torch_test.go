@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/covseg/covseg/model/torchpth"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -28,7 +29,7 @@ func TestUNetTorch(t *testing.T) {
 	if err := readMeta(filepath.Join(dir, "meta.json"), &meta); err != nil {
 		t.Fatal(err)
 	}
-	sd, err := ReadStateDict(filepath.Join(dir, "unet.pth"))
+	sd, err := torchpth.ReadStateDict(filepath.Join(dir, "unet.pth"))
 	if err != nil {
 		t.Fatal(err)
 	}

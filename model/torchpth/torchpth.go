@@ -1,4 +1,9 @@
-package model
+// Package torchpth reads PyTorch state_dict files (torch.save's zip format,
+// PyTorch >= 1.6, and the older single-stream pickle format) such as
+// torchvision's r3d_18-b3b3357e.pth, with github.com/nlpodyssey/gopickle and
+// a scan that bounds the pickle before it is run. It knows nothing of the
+// network: package model maps the tensors onto its variables.
+package torchpth
 
 import (
 	"archive/zip"
@@ -18,9 +23,9 @@ import (
 	"github.com/nlpodyssey/gopickle/types"
 )
 
-// TorchTensor is one tensor of a PyTorch state_dict, copied out of its
+// Tensor is one tensor of a PyTorch state_dict, copied out of its
 // storage in row-major order.
-type TorchTensor struct {
+type Tensor struct {
 	DType string // "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"
 	Shape []int
 	F32   []float32 // the values of floating-point tensors, as float32
@@ -28,12 +33,12 @@ type TorchTensor struct {
 }
 
 // Size is the number of elements.
-func (t *TorchTensor) Size() int { return numel(t.Shape) }
+func (t *Tensor) Size() int { return numel(t.Shape) }
 
 // StateDict is a PyTorch state_dict: tensors by name, Keys in file order.
 type StateDict struct {
 	Keys    []string
-	Tensors map[string]*TorchTensor
+	Tensors map[string]*Tensor
 }
 
 // Limits that keep a hostile or corrupt file from making the reader allocate
@@ -52,7 +57,7 @@ const (
 func ReadStateDict(path string) (*StateDict, error) {
 	sd, err := readStateDict(path)
 	if err != nil {
-		return nil, fmt.Errorf("torch: %s: %w", path, err)
+		return nil, fmt.Errorf("torchpth: %s: %w", path, err)
 	}
 	return sd, nil
 }
@@ -463,7 +468,7 @@ func collect(obj any, load func(*storageRef) error) (*StateDict, error) {
 			}
 		}
 	}
-	sd := &StateDict{Tensors: map[string]*TorchTensor{}}
+	sd := &StateDict{Tensors: map[string]*Tensor{}}
 	for _, e := range entries {
 		name, ok1 := e.key.(string)
 		ref, ok2 := e.value.(*tensorRef)
@@ -509,9 +514,9 @@ func dictEntries(obj any) ([]entry, bool) {
 
 // materialize copies a strided view out of its storage, converting the
 // element type.
-func materialize(r *tensorRef) *TorchTensor {
+func materialize(r *tensorRef) *Tensor {
 	s := r.storage
-	t := &TorchTensor{DType: s.dtype, Shape: r.shape}
+	t := &Tensor{DType: s.dtype, Shape: r.shape}
 	n := numel(r.shape)
 	isFloat := s.dtype == "float32" || s.dtype == "float64" || s.dtype == "float16" || s.dtype == "bfloat16"
 	if isFloat {

@@ -1,4 +1,4 @@
-package model
+package torchpth
 
 import (
 	"archive/zip"
