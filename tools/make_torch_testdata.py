@@ -1,6 +1,6 @@
-"""Make the small PyTorch files that model/torch_test.go reads (model/testdata/).
+"""Make the small PyTorch files that model/torchpth/torchpth_test.go reads (model/torchpth/testdata/).
 
-    /usr/bin/python3 tools/make_torch_testdata.py model/testdata
+    /usr/bin/python3 tools/make_torch_testdata.py model/torchpth/testdata
 
 Writes state_dicts with torch.save in both formats PyTorch has used (zip since 1.6,
 and the older single-stream format: _use_new_zipfile_serialization=False), with the
