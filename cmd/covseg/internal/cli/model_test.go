@@ -9,6 +9,7 @@ import (
 
 	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/model/torchpth"
 )
 
 // TestModelInitInfo creates a narrow model and reads it back.
@@ -64,7 +65,7 @@ func TestModelInitPretrained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sd, err := model.ReadStateDict(pth)
+	sd, err := torchpth.ReadStateDict(pth)
 	if err != nil {
 		t.Fatal(err)
 	}
