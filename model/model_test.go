@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model/torchpth"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -122,6 +123,7 @@ func TestNearestIndices(t *testing.T) {
 // TestShapes runs narrow networks on odd inputs: the logits always have
 // the input's D, H, W.
 func TestShapes(t *testing.T) {
+	testutil.Long(t)
 	cases := []struct {
 		stem int
 		dims []int

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/model/torchpth"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -19,6 +20,7 @@ import (
 // is $COVSEG_R3D18_FIXTURE or ../shared/fixtures/r3d18; a missing or wrong
 // fixture fails the test.
 func TestR3D18Torchvision(t *testing.T) {
+	testutil.Long(t)
 	dir := fixtureDir(t, "COVSEG_R3D18_FIXTURE", "../shared/fixtures/r3d18")
 	var meta struct {
 		Input       []int            `json:"input"`

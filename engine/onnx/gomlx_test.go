@@ -118,6 +118,7 @@ func toVol(x []float32) *vol {
 // seconds for GoMLX on two cores); with COVSEG_ONNX_LARGE=1 also at
 // 1x1x7x45x53 (77 GFLOP, minutes).
 func TestORTMatchesGoMLXFullWidth(t *testing.T) {
+	testutil.Long(t)
 	shapes := [][5]int{{1, 1, 5, 17, 19}}
 	if os.Getenv("COVSEG_ONNX_LARGE") != "" {
 		shapes = append(shapes, [5]int{1, 1, 7, 45, 53})
@@ -136,6 +137,7 @@ func TestORTMatchesGoMLXFullWidth(t *testing.T) {
 // statistics in the real format; the RGB stem summed to one channel), a
 // random decoder, odd shapes and a batch of two.
 func TestORTMatchesGoMLXPretrained(t *testing.T) {
+	testutil.Long(t)
 	cfg := model.DefaultConfig()
 	cfg.Classes, cfg.ClassNames = 3, model.DefaultClassNames(3)
 	ctx, err := model.NewContext(cfg, 8)

@@ -95,3 +95,13 @@ func SharedPath(rel ...string) string {
 	}
 	return filepath.Join(append([]string{base}, rel...)...)
 }
+
+// Long marks a test that takes tens of seconds (a full-width network, the
+// pretrained encoder): `go test -short ./...`, the daily tier, leaves it
+// out; the whole suite (scripts/test, CI) runs it.
+func Long(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long test: runs in the whole suite (scripts/test), not with -short")
+	}
+}

@@ -47,6 +47,7 @@ func TestModelInitInfo(t *testing.T) {
 // shared r3d_18 fixture (torchvision's file format) and checks that the
 // stem's kernel is torchvision's summed over RGB.
 func TestModelInitPretrained(t *testing.T) {
+	testutil.Long(t)
 	pth := testutil.Shared(t, "fixtures", "r3d18", "r3d_18.pth")
 	if _, err := os.Stat(pth); err != nil {
 		t.Fatalf("shared fixture missing: %v", err)
