@@ -77,12 +77,8 @@ func RandomizeBN(t testing.TB, ctx *context.Context, cfg model.Config, seed uint
 // path.
 func ExportNarrow(t testing.TB, dir, name string, cfg model.Config, ctx *context.Context) string {
 	t.Helper()
-	vars, err := onnx.Variables(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(dir, name)
-	if err := onnx.ExportModel(path, cfg, vars, "test", onnx.Options{}); err != nil {
+	if err := onnx.Export(path, cfg, ctx, "test", onnx.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -154,8 +150,12 @@ func export(t testing.TB, dir, name string, cfg model.Config, w map[string]onnx.
 		t.Fatal(err)
 	}
 	meta := onnx.Metadata{Version: "test", Architecture: arch, Preprocessing: pre, Classes: cfg.ClassNames}
+	m, err := onnx.Build(net, 1, w, meta, onnx.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, name)
-	if err := onnx.Export(path, net, 1, w, meta, onnx.Options{}); err != nil {
+	if err := onnx.Write(path, m); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -56,12 +56,8 @@ func (b *benchModel) open(w io.Writer, threads int) (infer.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		vars, err := onnx.Variables(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
 		path = filepath.Join(dir, "model.onnx")
-		if err := onnx.ExportModel(path, cfg, vars, Version, onnx.Options{}); err != nil {
+		if err := onnx.Export(path, cfg, ctx, Version, onnx.Options{}); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(w, "network:  %s, random weights, exported to ONNX in %s\n", cfg, time.Since(start).Round(10*time.Millisecond))

@@ -15,6 +15,7 @@ import (
 	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/engine/covcpu"
 	"github.com/covseg/covseg/engine/onnx"
+	"github.com/covseg/covseg/infer"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/train"
 )
@@ -173,15 +174,7 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 // exportDemoModel exports the model file ckpt to ONNX, as covseg model
 // export does.
 func exportDemoModel(ckpt, out string) error {
-	cfg, ctx, err := model.Load(ckpt)
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	vars, err := onnx.Variables(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("demo: %s: %w", ckpt, err)
-	}
-	if err := onnx.ExportModel(out, cfg, vars, Version, onnx.Options{}); err != nil {
+	if _, err := infer.ExportCheckpoint(ckpt, out, Version, onnx.Options{}); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return nil
