@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/covseg/covseg/internal/procstat"
+
 	"github.com/spf13/cobra"
 
 	"github.com/covseg/covseg/engine/onnx"
@@ -137,15 +139,14 @@ func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch
 	var walls, cpus []float64
 	timeRuns := func(n int) error {
 		for range n {
-			c0, _ := cpuSeconds()
+			c0 := procstat.CPUTime()
 			start := time.Now()
 			if _, _, err := eng.Run(x, shape); err != nil {
 				return fmt.Errorf("bench infer: %w", err)
 			}
 			walls = append(walls, time.Since(start).Seconds())
-			c1, ok := cpuSeconds()
-			if ok {
-				cpus = append(cpus, c1-c0)
+			if c1 := procstat.CPUTime(); c1 > 0 {
+				cpus = append(cpus, (c1 - c0).Seconds())
 			}
 		}
 		return nil

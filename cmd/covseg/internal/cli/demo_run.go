@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/covseg/covseg/internal/procstat"
+
 	"github.com/covseg/covseg/data/phantom"
 	"github.com/covseg/covseg/eval/metrics"
 	"github.com/covseg/covseg/train"
@@ -182,7 +184,7 @@ type demoPhantoms struct {
 // evaluation and report, within opt.Budget.
 func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	start := time.Now()
-	cpu0, cpuOK := cpuSeconds()
+	cpu0 := procstat.CPUTime()
 	deadline := start.Add(opt.Budget)
 	log := opt.Log
 	if log == nil {
@@ -242,8 +244,8 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	res.Timings["segment_evaluate_report"] = time.Since(t).Seconds()
 
 	res.Seconds = time.Since(start).Seconds()
-	if cpu1, ok := cpuSeconds(); ok && cpuOK {
-		cpu := cpu1 - cpu0
+	if cpu1 := procstat.CPUTime(); cpu1 > 0 {
+		cpu := (cpu1 - cpu0).Seconds()
 		res.CPUSeconds = &cpu
 	}
 	if err := writeDemoSummary(res); err != nil {
