@@ -373,7 +373,7 @@ func folderCases(dir string) ([]segCase, error) {
 		switch {
 		case st.IsDir():
 			dirs = append(dirs, segCase{name: volio.CaseName(p), in: p})
-		case isNIfTIName(name):
+		case nifti.IsNIfTIName(name):
 			if !isOutputName(name) {
 				niftis = append(niftis, segCase{name: volio.CaseName(p), in: p})
 			}
@@ -390,11 +390,6 @@ func folderCases(dir string) ([]segCase, error) {
 	return append(niftis, dirs...), nil
 }
 
-func isNIfTIName(name string) bool {
-	l := strings.ToLower(name)
-	return strings.HasSuffix(l, ".nii") || strings.HasSuffix(l, ".nii.gz")
-}
-
 // isOutputName reports whether a NIfTI file name is a mask or probability
 // map rather than a CT.
 func isOutputName(name string) bool {
@@ -405,17 +400,15 @@ func isOutputName(name string) bool {
 // placeOutputs decides where each case's outputs go: OUT/CASE_mask.nii.gz,
 // or OUT itself for a single case when OUT is a NIfTI file name.
 func placeOutputs(cases []segCase, batch bool, out string) error {
-	if !batch && len(cases) == 1 && isNIfTIName(out) {
+	if !batch && len(cases) == 1 && nifti.IsNIfTIName(out) {
 		if st, err := os.Stat(out); err == nil && st.IsDir() {
 			return fmt.Errorf("%s is a folder", out)
 		}
 		cases[0].mask = out
-		cases[0].stem = strings.TrimSuffix(out, filepath.Ext(out))
-		cases[0].stem = strings.TrimSuffix(cases[0].stem, ".nii")
-		cases[0].stem = strings.TrimSuffix(cases[0].stem, ".NII")
+		cases[0].stem, _ = nifti.TrimExt(out)
 		return nil
 	}
-	if isNIfTIName(out) {
+	if nifti.IsNIfTIName(out) {
 		return fmt.Errorf("-o %s: with %d cases OUT must be a folder", out, len(cases))
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
