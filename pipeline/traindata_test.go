@@ -1,7 +1,8 @@
-package cli
+package pipeline
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,13 +16,17 @@ import (
 // resumed, trains exactly the steps of an uninterrupted run: the loader
 // meets train.Source's contract.
 func TestLoaderResumeExact(t *testing.T) {
-	data := t.TempDir()
-	writeCases(t, data, 4)
+	c := tinyDemoConfig()
+	c.Train, c.Val, c.Test = 3, 1, 0
+	data, err := writeDemoPhantoms(t.TempDir(), c, 4, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := train.ParseConfig([]byte(tinyTrainYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Data.Manifest = filepath.Join(data, "manifest.csv")
+	cfg.Data.Manifest = data.manifest
 	cfg.Data.Cache = filepath.Join(t.TempDir(), "cache")
 	cfg.Data.Workers = 2
 	cfg.Data.Augment.Noise.P = 1 // every case drawn differently per epoch and place
@@ -30,7 +35,7 @@ func TestLoaderResumeExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	runOnce := func(dir string, resume bool, stopAt int64) []train.StepRecord {
-		tr, val, err := loadTrainData(cfg, dir, os.Stderr)
+		tr, val, err := LoadTrainData(cfg, dir, os.Stderr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,3 +61,15 @@ func TestLoaderResumeExact(t *testing.T) {
 		t.Errorf("uninterrupted run\n%+v\nresumed run\n%+v", full, resumed)
 	}
 }
+
+// tinyTrainYAML is a config for a tiny network on 8x32x32 inputs, one epoch
+// per phase.
+const tinyTrainYAML = `seed: 1
+data:
+  preprocess: {grid: 8x32x32}
+model:
+  width: 0.03125
+phases:
+  - {name: frozen, epochs: 1, lr: 0.01, freeze_encoder: true, train_frozen_bn: true}
+  - {name: unfrozen, epochs: 1, lr: 0.001}
+`
