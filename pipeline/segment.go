@@ -42,8 +42,8 @@ type SegmentOptions struct {
 	// input is one case.
 	Series string
 	// Infer are the segmentation options (mode, spacing, overlap, TTA);
-	// the zero value means infer.DefaultOptions(). KeepProbs and Progress
-	// are set by SegmentBatch.
+	// nil means infer.DefaultOptions(). KeepProbs and Progress are set by
+	// SegmentBatch.
 	Infer *infer.Options
 	// Probs, PNG and Report also write CASE_probs*.nii.gz, CASE_mask.png
 	// and CASE_report.json/.md.
@@ -58,7 +58,8 @@ type SegmentOptions struct {
 // foreground volume and voxels, or its error. Figures that need a truth
 // are undefined.
 type SegmentResult struct {
-	Cases  []metrics.CaseResult
+	Cases []metrics.CaseResult
+	// Failed counts the cases with an error.
 	Failed int
 }
 
