@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image/color"
@@ -164,14 +163,7 @@ func demoReport(res *DemoResult, dc demoCase, sc segCase, ct *volume.Volume, tru
 // writeDemoSummary writes demo.json (the object --json prints) and
 // demo.md.
 func writeDemoSummary(res *DemoResult) error {
-	js, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	if err := atomicfile.Write(res.Paths.Summary, func(w io.Writer) error {
-		_, err := w.Write(append(js, '\n'))
-		return err
-	}); err != nil {
+	if err := writeJSONFile(res.Paths.Summary, res); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return atomicfile.Write(res.Paths.SummaryMD, func(w io.Writer) error {

@@ -268,6 +268,10 @@ func Demo(ctx context.Context, opt DemoOptions) (*DemoResult, error) {
 	return res, nil
 }
 
+// WriteJSON writes the result as one indented JSON object, as demo.json
+// holds it.
+func (r *DemoResult) WriteJSON(w io.Writer) error { return encodeJSON(w, r) }
+
 // Summary is the human-readable ending of the demo.
 func (r *DemoResult) Summary() string {
 	var b strings.Builder

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -93,9 +92,7 @@ func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) erro
 		return err
 	}
 	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return res.WriteJSON(stdout)
 	}
 	fmt.Fprint(stdout, res.Summary())
 	return nil
