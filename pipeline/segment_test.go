@@ -3,8 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,22 +13,6 @@ import (
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/nifti"
 )
-
-// writeRandomCT writes a small random CT (-1000..400 HU) as int16 NIfTI.
-func writeRandomCT(t *testing.T, path string, d volume.Dims, seed uint64) {
-	t.Helper()
-	v, err := volume.New(d, volume.Diag([3]float64{1.5, 1.5, 3}, [3]float64{-30, 10, 50}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 9))
-	for i := range v.Data {
-		v.Data[i] = float32(math.Round(-1000 + 1400*rng.Float64()))
-	}
-	if err := nifti.WriteVolume(path, v, nifti.WriteOptions{Datatype: nifti.Int16}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestExpandInputsNIfTINames: a batch folder's cases are its NIfTI files in
 // any letter case; x.nii.gz.bak, masks and probability maps are not cases.
@@ -74,7 +56,7 @@ func TestSegmentBatchResults(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeRandomCT(t, filepath.Join(dir, "a.nii.gz"), volume.Dims{40, 30, 12}, 1)
+	infertest.WriteRandomCT(t, filepath.Join(dir, "a.nii.gz"), volume.Dims{40, 30, 12}, 1)
 	if err := os.WriteFile(filepath.Join(dir, "b.nii.gz"), []byte("not a NIfTI file"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/train"
 )
 
@@ -22,9 +23,14 @@ func TestLoaderResumeExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := train.ParseConfig([]byte(tinyTrainYAML))
-	if err != nil {
-		t.Fatal(err)
+	// A tiny network on 8x32x32 inputs, one epoch per phase.
+	cfg := train.DefaultConfig()
+	cfg.Seed = 1
+	cfg.Data.Preprocess.Grid = preprocess.Grid{8, 32, 32}
+	cfg.Model.Width = 1.0 / 32
+	cfg.Phases = []train.Phase{
+		{Name: "frozen", Epochs: 1, LR: 0.01, EncoderLRMult: 1, FreezeEncoder: true, TrainFrozenBN: true},
+		{Name: "unfrozen", Epochs: 1, LR: 0.001, EncoderLRMult: 1},
 	}
 	cfg.Data.Manifest = data.manifest
 	cfg.Data.Cache = filepath.Join(t.TempDir(), "cache")
@@ -61,15 +67,3 @@ func TestLoaderResumeExact(t *testing.T) {
 		t.Errorf("uninterrupted run\n%+v\nresumed run\n%+v", full, resumed)
 	}
 }
-
-// tinyTrainYAML is a config for a tiny network on 8x32x32 inputs, one epoch
-// per phase.
-const tinyTrainYAML = `seed: 1
-data:
-  preprocess: {grid: 8x32x32}
-model:
-  width: 0.03125
-phases:
-  - {name: frozen, epochs: 1, lr: 0.01, freeze_encoder: true, train_frozen_bn: true}
-  - {name: unfrozen, epochs: 1, lr: 0.001}
-`
