@@ -16,8 +16,12 @@ import (
 // EvaluateOptions configure Evaluate: what covseg evaluate's flags say.
 type EvaluateOptions struct {
 	// Pred and Truth are two mask files, or two folders whose NIfTI files
-	// are paired by case name (see caseName); Manifest instead is a CSV of
-	// rows pred,truth[,case].
+	// are paired by case name: the file name without .nii/.nii.gz and
+	// without one trailing suffix _mask, _seg, _segmentation, _pred,
+	// _prediction, _label, _labels, _gt or _truth (also after "-" or ".";
+	// any letter case). Manifest instead is a CSV of rows
+	// pred,truth[,case] (an optional header names the columns; relative
+	// paths are relative to its folder).
 	Pred, Truth, Manifest string
 	// Taus are the NSD tolerances in mm (at least one).
 	Taus []float64

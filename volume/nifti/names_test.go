@@ -1,6 +1,9 @@
 package nifti
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestNIfTINames: the extension is matched in any letter case, only at the
 // end, and never leaves an empty name.
@@ -32,4 +35,25 @@ func TestNIfTINames(t *testing.T) {
 	if s, ok := TrimExt("mask.NiI"); s != "mask" || !ok {
 		t.Errorf("TrimExt(mask.NiI) = %q, %v", s, ok)
 	}
+}
+
+// FuzzTrimExt: a NIfTI name keeps a non-empty stem that is the name less
+// a .nii or .nii.gz ending; any other name comes back whole.
+func FuzzTrimExt(f *testing.F) {
+	for _, s := range []string{"ct.nii.gz", "CT.NII", ".nii", "x.nii.gz.bak", "a.Nii.Gz", "", ".gz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		stem, ok := TrimExt(name)
+		if !ok {
+			if stem != name {
+				t.Errorf("TrimExt(%q) = %q, false: changed the name", name, stem)
+			}
+			return
+		}
+		ext := name[len(stem):]
+		if stem == "" || name[:len(stem)] != stem || !(strings.EqualFold(ext, ".nii") || strings.EqualFold(ext, ".nii.gz")) {
+			t.Errorf("TrimExt(%q) = %q, true", name, stem)
+		}
+	})
 }
