@@ -58,10 +58,16 @@ type SegmentOptions struct {
 // foreground volume and voxels, or its error. Figures that need a truth
 // are undefined.
 type SegmentResult struct {
-	Cases []metrics.CaseResult
+	// Out is where the outputs went (SegmentOptions.Out).
+	Out   string               `json:"out"`
+	Cases []metrics.CaseResult `json:"cases"`
 	// Failed counts the cases with an error.
-	Failed int
+	Failed int `json:"failed"`
 }
+
+// WriteJSON writes the result as one indented JSON object with the keys
+// out, cases (metrics.CaseResult) and failed.
+func (r *SegmentResult) WriteJSON(w io.Writer) error { return encodeJSON(w, r) }
 
 // segCase is one CT to segment and where its outputs go.
 type segCase struct {
@@ -124,7 +130,7 @@ func SegmentBatch(ctx context.Context, o SegmentOptions) (*SegmentResult, error)
 		return nil, fmt.Errorf("segment: %w", err)
 	}
 	fmt.Fprintf(log, "model %s: %s; %s mode; engine %s\n", o.Model, seg.Config(), seg.Mode(), eng.Name())
-	res := &SegmentResult{}
+	res := &SegmentResult{Out: o.Out}
 	var failed []string
 	for i, c := range cases {
 		if err := ctx.Err(); err != nil {

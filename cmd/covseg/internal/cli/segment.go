@@ -14,7 +14,7 @@ type segmentFlags struct {
 	out, modelPath, engine, mode, spacing, series string
 	overlap                                       float64
 	threads                                       int
-	tta, probs, png, report                       bool
+	tta, probs, png, report, json                 bool
 }
 
 func newSegmentCmd() *cobra.Command {
@@ -62,7 +62,10 @@ onto the CT's grid (trilinear) before the argmax.
 --png writes CASE_mask.png, 12 axial slices in the radiological view with
 each class of the mask outlined in its colour and named in a legend.
 --report writes CASE_report.json and CASE_report.md: the severity report of
-covseg report (lung and infiltrate volumes, percent involved, MosMedData category).`,
+covseg report (lung and infiltrate volumes, percent involved, MosMedData category).
+--json prints one JSON object on standard output instead of the closing line:
+out, failed and cases, each with the keys of covseg evaluate's cases (case,
+image, pred, error, pred_ml, pred_voxels; figures that need a truth are null).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSegment(cmd, args, f)
@@ -79,6 +82,7 @@ covseg report (lung and infiltrate volumes, percent involved, MosMedData categor
 	fl.BoolVar(&f.probs, "probs", false, "also write the class probability map(s) as float32 NIfTI")
 	fl.BoolVar(&f.png, "png", false, "also write a PNG montage of axial slices with the mask outlined")
 	fl.BoolVar(&f.report, "report", false, "also write the severity report per case (JSON and Markdown)")
+	fl.BoolVar(&f.json, "json", false, "print the cases as one JSON object on standard output (keys of covseg evaluate's cases)")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
@@ -96,7 +100,13 @@ func runSegment(cmd *cobra.Command, args []string, f segmentFlags) error {
 		Inputs: args, Out: f.out, Model: f.modelPath, Engine: f.engine, Threads: f.threads, Series: f.series,
 		Infer: &opts, Probs: f.probs, PNG: f.png, Report: f.report, Log: cmd.ErrOrStderr(),
 	})
-	if res != nil {
+	switch {
+	case res == nil:
+	case f.json:
+		if jerr := res.WriteJSON(cmd.OutOrStdout()); jerr != nil && err == nil {
+			err = jerr
+		}
+	default:
 		fmt.Fprintf(cmd.OutOrStdout(), "segmented %d of %d case(s) into %s\n", len(res.Cases)-res.Failed, len(res.Cases), f.out)
 	}
 	return err

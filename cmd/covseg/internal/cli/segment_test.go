@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -232,5 +233,42 @@ func TestSegmentErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSegmentJSON: --json prints one object whose cases have covseg
+// evaluate's keys, the failed case with its error; the exit status is 1.
+func TestSegmentJSON(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cases")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	infertest.WriteRandomCT(t, filepath.Join(dir, "a.nii.gz"), volume.Dims{20, 16, 6}, 1)
+	if err := os.WriteFile(filepath.Join(dir, "b.NII"), []byte("corrupt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "masks")
+	stdout, stderr, code := run(t, "segment", dir, "-o", out, "--model", thresholdModel(t), "--json")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr)
+	}
+	var res struct {
+		Out    string           `json:"out"`
+		Failed int              `json:"failed"`
+		Cases  []map[string]any `json:"cases"`
+	}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(&res); err != nil || dec.More() {
+		t.Fatalf("stdout is not one JSON object (%v): %q", err, stdout)
+	}
+	if res.Out != out || res.Failed != 1 || len(res.Cases) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	a, b := res.Cases[0], res.Cases[1]
+	if a["case"] != "a" || a["pred"] != filepath.Join(out, "a_mask.nii.gz") || a["pred_ml"] == nil || a["dice"] != nil || a["error"] != nil {
+		t.Errorf("case a: %v", a)
+	}
+	if b["case"] != "b" || !strings.Contains(fmt.Sprint(b["error"]), "b.NII") {
+		t.Errorf("case b: %v", b)
 	}
 }
