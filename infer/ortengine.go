@@ -40,14 +40,6 @@ func OpenORT(path string, opts EngineOptions) (*ORTEngine, error) {
 // that; ONNX Runtime keeps the model in memory, so the file is removed at
 // once.
 func openORTCheckpoint(path string, opts EngineOptions) (*ORTEngine, error) {
-	cfg, ctx, err := model.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("infer: %w", err)
-	}
-	vars, err := onnx.Variables(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("infer: %s: %w", path, err)
-	}
 	dir, err := os.MkdirTemp("", "covseg-onnx-")
 	if err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
@@ -58,8 +50,8 @@ func openORTCheckpoint(path string, opts EngineOptions) (*ORTEngine, error) {
 		version = "unknown"
 	}
 	tmp := filepath.Join(dir, "model.onnx")
-	if err := onnx.ExportModel(tmp, cfg, vars, version, onnx.Options{}); err != nil {
-		return nil, fmt.Errorf("infer: %s: exporting for ONNX Runtime: %w", path, err)
+	if _, err := ExportCheckpoint(path, tmp, version, onnx.Options{}); err != nil {
+		return nil, fmt.Errorf("infer: exporting for ONNX Runtime: %w", err)
 	}
 	e, err := OpenORT(tmp, opts)
 	if err != nil {
@@ -67,6 +59,22 @@ func openORTCheckpoint(path string, opts EngineOptions) (*ORTEngine, error) {
 	}
 	e.path = path
 	return e, nil
+}
+
+// ExportCheckpoint exports the network of the model file ckpt, weights
+// included, to out as ONNX (see onnx.Export), stamping version into its
+// metadata, and returns the model's configuration. It is covseg's one
+// checkpoint-to-ONNX step: covseg model export, the demo, reproduce and
+// ONNX Runtime given a model file all go through it.
+func ExportCheckpoint(ckpt, out, version string, opts onnx.Options) (model.Config, error) {
+	cfg, ctx, err := model.Load(ckpt)
+	if err != nil {
+		return model.Config{}, err
+	}
+	if err := onnx.Export(out, cfg, ctx, version, opts); err != nil {
+		return model.Config{}, fmt.Errorf("%s: %w", ckpt, err)
+	}
+	return cfg, nil
 }
 
 // configFromMetadata rebuilds the model's Config from covseg's

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,9 +107,8 @@ func benchTrain(b *testing.B, stem int) {
 func report(b *testing.B, sec float64, peakHeap uint64) {
 	b.ReportMetric(sec, "s/pass")
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MB")
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		b.ReportMetric(float64(ru.Maxrss)/1024, "maxrss-MB")
+	if rss := procstat.PeakRSS(); rss > 0 {
+		b.ReportMetric(float64(rss)/(1<<20), "maxrss-MB")
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/covseg/covseg/internal/procstat"
+
 	"github.com/gomlx/gomlx/backends"
 
 	"github.com/covseg/covseg/model"
@@ -105,7 +107,7 @@ func Bench(opt BenchOptions, emit func(any)) (*BenchSummary, error) {
 		Event: "summary", Engine: "covseg", Backend: opt.Backend.String(), DType: opt.DType,
 		Shape: []int{1, 1, opt.Shape[0], opt.Shape[1], opt.Shape[2]}, Width: opt.Width,
 		Params: model.CountParams(specs).Total, Steps: opt.Steps, FirstStepS: times[0],
-		PeakRSSMB:    peakRSSMB(),
+		PeakRSSMB:    float64(procstat.PeakRSS()) / (1 << 20),
 		DeviceMemory: "n/a: GoMLX's backends do not report device memory; on a GPU sample nvidia-smi",
 	}
 	rest := slices.Clone(times[1:])

@@ -81,7 +81,7 @@ func benchTrainStep(b *testing.B, width float64) {
 	sec := time.Since(start).Seconds() / float64(b.N)
 	b.StopTimer()
 	heap := peak()
-	rss := peakRSSMB()
+	rss := float64(procstat.PeakRSS()) / (1 << 20)
 	b.ReportMetric(sec, "s/step")
 	b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(rss, "maxrss-MB")

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/covseg/covseg/internal/procstat"
 )
 
 // The benchmarks use the paper's sizes: a 512x512x255 chest CT resized to
@@ -42,11 +44,11 @@ var benchData = sync.OnceValues(func() (*Volume, *Label) {
 // start resets the benchmark timer and returns the process CPU time then.
 func start(b *testing.B) time.Duration {
 	b.ResetTimer()
-	return processCPU()
+	return procstat.CPUTime()
 }
 
 func report(b *testing.B, cpu0 time.Duration, outVoxels int, inBytes, outBytes int64, torchKey string) {
-	cpu := float64(processCPU()-cpu0) / float64(b.N)
+	cpu := float64(procstat.CPUTime()-cpu0) / float64(b.N)
 	b.StopTimer()
 	b.SetBytes(inBytes + outBytes)
 	wall := float64(b.Elapsed().Nanoseconds()) / float64(b.N)

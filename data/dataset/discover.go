@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/covseg/covseg/volume/nifti"
 )
 
 // Names of the data sets discovery fills in the dataset column.
@@ -228,7 +230,7 @@ func niftiFiles(dir string) (map[string]string, error) {
 		if d.IsDir() || strings.HasPrefix(n, ".") {
 			continue
 		}
-		if l := strings.ToLower(n); !strings.HasSuffix(l, ".nii") && !strings.HasSuffix(l, ".nii.gz") {
+		if !nifti.IsNIfTIName(n) {
 			continue
 		}
 		c := CaseName(n)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/covseg/covseg/internal/procstat"
+
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 )
@@ -84,14 +86,14 @@ func compareExecs(b *testing.B, backend, reference backends.Backend, fn func([]*
 	var tOurs, tRef, cOurs, cRef time.Duration
 	b.ResetTimer()
 	for range b.N {
-		start, cpu := time.Now(), cpuTime()
+		start, cpu := time.Now(), procstat.CPUTime()
 		ours()
 		tOurs += time.Since(start)
-		cOurs += cpuTime() - cpu
-		start, cpu = time.Now(), cpuTime()
+		cOurs += procstat.CPUTime() - cpu
+		start, cpu = time.Now(), procstat.CPUTime()
 		ref()
 		tRef += time.Since(start)
-		cRef += cpuTime() - cpu
+		cRef += procstat.CPUTime() - cpu
 	}
 	b.ReportMetric(tOurs.Seconds()/float64(b.N), "covcpu-s/op")
 	b.ReportMetric(tRef.Seconds()/float64(b.N), "ref-s/op")

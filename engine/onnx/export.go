@@ -10,13 +10,31 @@ import (
 	"github.com/covseg/covseg/model"
 )
 
-// BuildModel returns covseg's network as cfg describes it (model.UNet, the
-// same definition the GoMLX engine runs) with the parameters vars, keyed by
-// PyTorch name. The metadata records version (covseg's), cfg as the
+// Export writes covseg's network as cfg describes it (model.UNet, the same
+// definition the GoMLX engine runs), with the parameters held in ctx (such
+// as model.Load or model.NewContext returns), to path as an ONNX model,
+// atomically. The metadata records version (covseg's), cfg as the
 // architecture, cfg.Preprocess and cfg.ClassNames.
-func BuildModel(cfg model.Config, vars map[string]Tensor, version string, opts Options) (*onnxpb.ModelProto, error) {
+//
+// It is the one way covseg exports its network; Build and Write are for
+// other graphs (tests, hand-made models).
+func Export(path string, cfg model.Config, ctx *context.Context, version string, opts Options) error {
+	m, err := buildUNet(cfg, ctx, version, opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return Write(path, m)
+}
+
+// buildUNet returns the ONNX model of covseg's network with ctx's
+// parameters.
+func buildUNet(cfg model.Config, ctx *context.Context, version string, opts Options) (*onnxpb.ModelProto, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("onnx: %w", err)
+	}
+	vars, err := variables(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
 	arch, err := json.Marshal(cfg)
 	if err != nil {
@@ -43,19 +61,9 @@ func outputChannels(m *onnxpb.ModelProto) int64 {
 	return dims[1].GetDimValue()
 }
 
-// ExportModel builds the model like BuildModel and writes it to path
-// atomically.
-func ExportModel(path string, cfg model.Config, vars map[string]Tensor, version string, opts Options) error {
-	m, err := BuildModel(cfg, vars, version, opts)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return Write(path, m)
-}
-
-// Variables copies the network's parameters (every model.ParamSpecs name)
-// out of a GoMLX context such as model.Load returns.
-func Variables(ctx *context.Context, cfg model.Config) (map[string]Tensor, error) {
+// variables copies the network's parameters (every model.ParamSpecs name)
+// out of a GoMLX context.
+func variables(ctx *context.Context, cfg model.Config) (map[string]Tensor, error) {
 	specs, err := model.ParamSpecs(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %w", err)

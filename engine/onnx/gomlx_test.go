@@ -44,18 +44,14 @@ func randomData(seed uint64, n int) []float32 {
 // requires the logits to agree to a relative L2 error of 1e-5.
 func compareEngines(t *testing.T, cfg model.Config, ctx *context.Context, shapes ...[5]int) {
 	t.Helper()
-	vars, err := onnx.Variables(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "model.onnx")
 	start := time.Now()
-	if err := onnx.ExportModel(path, cfg, vars, "test", onnx.Options{}); err != nil {
+	if err := onnx.Export(path, cfg, ctx, "test", onnx.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("export: %v", time.Since(start).Round(time.Millisecond))
 	if *keep != "" {
-		if err := onnx.ExportModel(filepath.Join(*keep, t.Name()+".onnx"), cfg, vars, "test", onnx.Options{}); err != nil {
+		if err := onnx.Export(filepath.Join(*keep, t.Name()+".onnx"), cfg, ctx, "test", onnx.Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -47,15 +47,6 @@ func Build(net Net, inChannels int, weights map[string]Tensor, meta Metadata, op
 	return b.Model(meta, opts)
 }
 
-// Export builds the model like Build and writes it to path atomically.
-func Export(path string, net Net, inChannels int, weights map[string]Tensor, meta Metadata, opts Options) error {
-	m, err := Build(net, inChannels, weights, meta, opts)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return Write(path, m)
-}
-
 // Write marshals m and stores it at path through a temporary file and a
 // rename, so path is never left half-written.
 func Write(path string, m *onnxpb.ModelProto) error {

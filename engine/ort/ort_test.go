@@ -31,8 +31,11 @@ func affineModel(t *testing.T) string {
 	}
 	spec := model.ConvSpec{In: 2, Out: 3, Kernel: [3]int{1, 1, 1}, Stride: [3]int{1, 1, 1}, Bias: true}
 	path := filepath.Join(t.TempDir(), "affine.onnx")
-	err := onnx.Export(path, func(o model.Ops[string], x string) string { return o.Conv3d("c", x, spec) }, 2, w, meta, onnx.Options{})
+	m, err := onnx.Build(func(o model.Ops[string], x string) string { return o.Conv3d("c", x, spec) }, 2, w, meta, onnx.Options{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := onnx.Write(path, m); err != nil {
 		t.Fatal(err)
 	}
 	return path

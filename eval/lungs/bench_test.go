@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/covseg/covseg/internal/procstat"
+
 	"github.com/covseg/covseg/volume"
 )
 
@@ -12,13 +14,13 @@ import (
 // neighbours) and CPU nanoseconds per voxel.
 func benchSegment(b *testing.B, v *volume.Volume) {
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := procstat.CPUTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := Segment(v, DefaultOptions()); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if cpu := processCPU() - cpu0; cpu > 0 {
+	if cpu := procstat.CPUTime() - cpu0; cpu > 0 {
 		per := float64(cpu) / float64(b.N)
 		b.ReportMetric(per/float64(time.Second), "cpu-s/op")
 		b.ReportMetric(per/float64(len(v.Data)), "cpu-ns/voxel")

@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/covseg/covseg/internal/procstat"
 
 	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/volume"
@@ -176,7 +177,7 @@ func BenchmarkEvaluate50MosMed(b *testing.B) {
 	load := func(i int) (*volume.Label, *volume.Label, error) { return truths[i], preds[i], nil }
 	opt := Options{Taus: []float64{1}}
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), procstat.CPUTime()
 	var results []*Result
 	for it := 0; it < b.N; it++ {
 		var errs []error
@@ -188,7 +189,7 @@ func BenchmarkEvaluate50MosMed(b *testing.B) {
 		}
 	}
 	perCase := time.Since(start).Seconds() / float64(b.N*n)
-	cpuPerCase := (cpuTime() - cpu0).Seconds() / float64(b.N*n)
+	cpuPerCase := (procstat.CPUTime() - cpu0).Seconds() / float64(b.N*n)
 	b.StopTimer()
 	b.ReportMetric(perCase, "s/case")
 	b.ReportMetric(cpuPerCase, "cpu_s/case")
@@ -221,16 +222,6 @@ func BenchmarkEvaluate50MosMed(b *testing.B) {
 	b.ReportMetric(refCPU/cpuPerCase, "cpu_ratio_vs_ref")
 }
 
-// cpuTime is the CPU time (user + system) this process has used: on a
-// shared machine a steadier measure than wall time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkDistanceTransformMosMed times one SquaredDistanceTransform of a
 // MosMed-sized lesion surface, on one goroutine, per voxel.
 func BenchmarkDistanceTransformMosMed(b *testing.B) {
@@ -245,10 +236,10 @@ func BenchmarkDistanceTransformMosMed(b *testing.B) {
 	}
 	out := make([]float64, len(s))
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := procstat.CPUTime()
 	for i := 0; i < b.N; i++ {
 		squaredEDT(s, truth.Dims, mosmedSpacing, 1, nil, out)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(s)), "ns/voxel")
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N*len(s)), "cpu_ns/voxel")
+	b.ReportMetric(float64((procstat.CPUTime()-cpu0).Nanoseconds())/float64(b.N*len(s)), "cpu_ns/voxel")
 }

@@ -35,13 +35,13 @@ type Result struct {
 	IntersectionVoxels int     `json:"intersection_voxels"`
 	TruthML            float64 `json:"truth_ml"`
 	PredML             float64 `json:"pred_ml"`
-	DiffML             float64 `json:"diff_ml"` // PredML − TruthML
+	DiffML             float64 `json:"volume_diff_ml"` // PredML − TruthML
 	Dice               Value   `json:"dice"`
 	IoU                Value   `json:"iou"`
 	Sensitivity        Value   `json:"sensitivity"`
 	Precision          Value   `json:"precision"`
-	HD95               Value   `json:"hd95"` // mm
-	HD                 Value   `json:"hd"`   // mm
+	HD95               Value   `json:"hd95_mm"`
+	HD                 Value   `json:"hd_mm"`
 	// Taus are the NSD tolerances in mm and NSD the surface Dice at each.
 	Taus []float64 `json:"taus_mm"`
 	NSD  []Value   `json:"nsd"`

@@ -28,13 +28,13 @@ type Summary struct {
 	IoU         Stat      `json:"iou"`
 	Sensitivity Stat      `json:"sensitivity"`
 	Precision   Stat      `json:"precision"`
-	HD95        Stat      `json:"hd95"`
-	HD          Stat      `json:"hd"`
+	HD95        Stat      `json:"hd95_mm"`
+	HD          Stat      `json:"hd_mm"`
 	Taus        []float64 `json:"taus_mm"`
 	NSD         []Stat    `json:"nsd"` // one per tau
 	TruthML     Stat      `json:"truth_ml"`
 	PredML      Stat      `json:"pred_ml"`
-	DiffML      Stat      `json:"diff_ml"`
+	DiffML      Stat      `json:"volume_diff_ml"`
 }
 
 // Summarize aggregates results, which must share their Taus (those of the

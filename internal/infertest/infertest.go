@@ -5,6 +5,7 @@ package infertest
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/covseg/covseg/engine/onnx"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/volume"
+	"github.com/covseg/covseg/volume/nifti"
 )
 
 // Width is the width multiplier of the test networks: a stem of 4 channels.
@@ -77,12 +79,8 @@ func RandomizeBN(t testing.TB, ctx *context.Context, cfg model.Config, seed uint
 // path.
 func ExportNarrow(t testing.TB, dir, name string, cfg model.Config, ctx *context.Context) string {
 	t.Helper()
-	vars, err := onnx.Variables(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(dir, name)
-	if err := onnx.ExportModel(path, cfg, vars, "test", onnx.Options{}); err != nil {
+	if err := onnx.Export(path, cfg, ctx, "test", onnx.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -154,8 +152,12 @@ func export(t testing.TB, dir, name string, cfg model.Config, w map[string]onnx.
 		t.Fatal(err)
 	}
 	meta := onnx.Metadata{Version: "test", Architecture: arch, Preprocessing: pre, Classes: cfg.ClassNames}
+	m, err := onnx.Build(net, 1, w, meta, onnx.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, name)
-	if err := onnx.Export(path, net, 1, w, meta, onnx.Options{}); err != nil {
+	if err := onnx.Write(path, m); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -203,4 +205,21 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// WriteRandomCT writes a small CT of uniformly random HU (−1000..400,
+// whole numbers) as int16 NIfTI: voxels of 1.5×1.5×3 mm, axis-aligned.
+func WriteRandomCT(t testing.TB, path string, d volume.Dims, seed uint64) {
+	t.Helper()
+	v, err := volume.New(d, volume.Diag([3]float64{1.5, 1.5, 3}, [3]float64{-30, 10, 50}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 9))
+	for i := range v.Data {
+		v.Data[i] = float32(math.Round(-1000 + 1400*rng.Float64()))
+	}
+	if err := nifti.WriteVolume(path, v, nifti.WriteOptions{Datatype: nifti.Int16}); err != nil {
+		t.Fatal(err)
+	}
 }

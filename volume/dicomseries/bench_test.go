@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/covseg/covseg/internal/procstat"
 )
 
 // BenchmarkReadSeries255 reads a 512x512x255 int16 series (a synthetic
@@ -52,7 +54,7 @@ func BenchmarkReadSeries255(b *testing.B) {
 	read := func(dir string) func(b *testing.B) {
 		return func(b *testing.B) {
 			b.SetBytes(bytes)
-			cpu := cpuTime()
+			cpu := procstat.CPUTime()
 			for i := 0; i < b.N; i++ {
 				v, _, err := Read(dir, Options{})
 				if err != nil {
@@ -64,7 +66,7 @@ func BenchmarkReadSeries255(b *testing.B) {
 			}
 			per := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(per/ref, "x_files")
-			if c := cpuTime() - cpu; c > 0 {
+			if c := procstat.CPUTime() - cpu; c > 0 {
 				b.ReportMetric(c.Seconds()/float64(b.N), "cpu-s/op")
 			}
 		}

@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/covseg/covseg/internal/procstat"
 
 	"github.com/covseg/covseg/volume"
 )
@@ -81,7 +82,7 @@ func BenchmarkReadNiftiGz512(b *testing.B) {
 	bytes := int64(d.Len()) * 2
 	b.Logf("%s: %d MB compressed, %d MB of voxels", filepath.Base(p), st.Size()>>20, bytes>>20)
 	b.SetBytes(bytes)
-	cpu0 := cpuSeconds()
+	cpu0 := procstat.CPUTime().Seconds()
 	for b.Loop() {
 		im, err := Read(p)
 		if err != nil {
@@ -91,7 +92,7 @@ func BenchmarkReadNiftiGz512(b *testing.B) {
 			b.Fatal("wrong size")
 		}
 	}
-	goCPU := (cpuSeconds() - cpu0) / float64(b.N)
+	goCPU := (procstat.CPUTime().Seconds() - cpu0) / float64(b.N)
 	goMBps := float64(bytes) * float64(b.N) / b.Elapsed().Seconds() / 1e6
 	b.ReportMetric(goCPU, "cpu-s/op")
 
@@ -105,15 +106,6 @@ func BenchmarkReadNiftiGz512(b *testing.B) {
 	b.ReportMetric(cpu, "nibabel-cpu-s/op")
 	b.ReportMetric(goMBps/nibMBps, "x-nibabel")
 	b.ReportMetric(cpu/goCPU, "x-nibabel-cpu")
-}
-
-// cpuSeconds is the CPU time this process has used, user and system.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return math.NaN()
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // nibabelLoadSeconds times nibabel loading p into a numpy array: the best

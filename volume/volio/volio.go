@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/dicomseries"
@@ -145,13 +143,5 @@ func isDICOMFile(path string) bool {
 }
 
 // CaseName is the name of a case from its path: the file name without
-// .nii/.nii.gz, or the folder name of a DICOM series.
-func CaseName(path string) string {
-	b := filepath.Base(filepath.Clean(path))
-	for _, ext := range []string{".nii.gz", ".nii", ".NII.GZ", ".NII"} {
-		if strings.HasSuffix(b, ext) {
-			return strings.TrimSuffix(b, ext)
-		}
-	}
-	return b
-}
+// .nii/.nii.gz (any letter case), or the folder name of a DICOM series.
+func CaseName(path string) string { return nifti.CaseName(path) }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -59,23 +58,6 @@ backend, XLA's preallocation of 75 % of the GPU is switched off unless
 	f.StringVar(&a.backend, "backend", "", "GoMLX backend config (default GOMLX_BACKEND, else covseg's CPU backend)")
 	f.BoolVar(&a.preallocate, "preallocate", false, "let XLA on CUDA preallocate most of the GPU's memory, as it does by default")
 	return cmd
-}
-
-// parseShape reads "DxHxW" or "D,H,W".
-func parseShape(s string) ([3]int, error) {
-	var out [3]int
-	parts := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return r == 'x' || r == ',' || r == ' ' })
-	if len(parts) != 3 {
-		return out, fmt.Errorf("shape %q: want DxHxW, e.g. 20x224x224", s)
-	}
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 4096 {
-			return out, fmt.Errorf("shape %q: sizes must be whole numbers 1..4096", s)
-		}
-		out[i] = n
-	}
-	return out, nil
 }
 
 func runBenchTrain(a benchTrainArgs, stdout io.Writer) error {

@@ -1,77 +1,26 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/covseg/covseg/engine/onnx"
 	"github.com/covseg/covseg/infer"
-	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/pipeline"
 	"github.com/covseg/covseg/volume"
 )
 
-// benchModel is the network a benchmark runs: a model file or ONNX file
-// given by the user, or the paper's network with random weights exported to
-// a temporary ONNX file.
-type benchModel struct {
-	path  string
-	width float64
-	seed  uint64
-}
-
-func (b *benchModel) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&b.path, "model", "", "ONNX or model file to run (default: the paper's network with random weights)")
-	cmd.Flags().Float64Var(&b.width, "width", 1, "width of the random network (1 = the paper's)")
-	cmd.Flags().Uint64Var(&b.seed, "seed", 1, "seed of the random weights")
-}
-
-// open returns the ONNX Runtime engine and the model's configuration.
-func (b *benchModel) open(w io.Writer, threads int) (infer.Engine, error) {
-	path := b.path
-	if path == "" {
-		cfg := model.DefaultConfig()
-		cfg.Width = b.width
-		dir, err := os.MkdirTemp("", "covseg-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		start := time.Now()
-		ctx, err := model.NewContext(cfg, b.seed)
-		if err != nil {
-			return nil, err
-		}
-		vars, err := onnx.Variables(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		path = filepath.Join(dir, "model.onnx")
-		if err := onnx.ExportModel(path, cfg, vars, Version, onnx.Options{}); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(w, "network:  %s, random weights, exported to ONNX in %s\n", cfg, time.Since(start).Round(10*time.Millisecond))
-	}
-	return infer.OpenEngine(path, infer.EngineOptions{Threads: threads, Version: Version})
+// benchModelFlags adds the flags that choose a benchmark's network.
+func benchModelFlags(cmd *cobra.Command, b *pipeline.BenchModel) {
+	cmd.Flags().StringVar(&b.Path, "model", "", "ONNX or model file to run (default: the paper's network with random weights)")
+	cmd.Flags().Float64Var(&b.Width, "width", 1, "width of the random network (1 = the paper's)")
+	cmd.Flags().Uint64Var(&b.Seed, "seed", 1, "seed of the random weights")
 }
 
 func newBenchInferCmd() *cobra.Command {
 	var (
-		m       benchModel
+		m       pipeline.BenchModel
 		shape   string
 		runs    int
 		threads int
@@ -97,16 +46,12 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 			if err != nil {
 				return fmt.Errorf("bench infer: --shape: %w", err)
 			}
-			if runs < 1 {
-				return fmt.Errorf("bench infer: --runs %d", runs)
-			}
-			if threads <= 0 {
-				threads = physicalCores()
-			}
-			return benchInfer(cmd.OutOrStdout(), &m, dhw, runs, threads, torch, script)
+			return pipeline.BenchInfer(cmd.OutOrStdout(), pipeline.BenchInferOptions{
+				Model: m, Shape: dhw, Runs: runs, Threads: threads, Python: torch, Script: script,
+			})
 		},
 	}
-	m.flags(cmd)
+	benchModelFlags(cmd, &m)
 	f := cmd.Flags()
 	f.StringVar(&shape, "shape", "20,224,224", "input D,H,W")
 	f.IntVar(&runs, "runs", 3, "timed runs (after one warm-up run)")
@@ -116,312 +61,9 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 	return cmd
 }
 
-func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch, script string) error {
-	cpu := readCPU()
-	fmt.Fprintln(w, cpu)
-	eng, err := m.open(w, threads)
-	if err != nil {
-		return fmt.Errorf("bench infer: %w", err)
-	}
-	defer eng.Close()
-	cfg := eng.Config()
-	flops, err := model.ConvFLOPs(cfg, 1, dhw[0], dhw[1], dhw[2])
-	if err != nil {
-		return fmt.Errorf("bench infer: %w", err)
-	}
-	gflop := float64(flops) / 1e9
-	fmt.Fprintf(w, "input:    1x1x%dx%dx%d, %.1f GFLOP in the convolutions\n", dhw[0], dhw[1], dhw[2], gflop)
-
-	x := make([]float32, dhw[0]*dhw[1]*dhw[2])
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range x {
-		x[i] = rng.Float32()
-	}
-	shape := [5]int{1, 1, dhw[0], dhw[1], dhw[2]}
-	var walls, cpus []float64
-	timeRuns := func(n int) error {
-		for range n {
-			c0, _ := cpuSeconds()
-			start := time.Now()
-			if _, _, err := eng.Run(x, shape); err != nil {
-				return fmt.Errorf("bench infer: %w", err)
-			}
-			walls = append(walls, time.Since(start).Seconds())
-			c1, ok := cpuSeconds()
-			if ok {
-				cpus = append(cpus, c1-c0)
-			}
-		}
-		return nil
-	}
-	// One warm-up run, then the timed runs bracket PyTorch's (half before,
-	// half after) so that both see the machine's load alike.
-	if err := timeRuns(1); err != nil {
-		return err
-	}
-	walls, cpus = walls[:0], cpus[:0]
-	if err := timeRuns((runs + 1) / 2); err != nil {
-		return err
-	}
-	var ref *torchResult
-	var refErr error
-	if torch != "" {
-		ref, refErr = runTorch(torch, script, dhw, runs, threads)
-	}
-	if err := timeRuns(runs / 2); err != nil {
-		return err
-	}
-	med := median(walls)
-	fmt.Fprintf(w, "covseg:   %s: median %.2f s of %d runs %s → %.1f GFLOP/s%s\n",
-		eng.Name(), med, runs, fmtTimes(walls), gflop/med, cpu.ofPeak(gflop/med, threads))
-	var cpuRun float64
-	if len(cpus) > 0 {
-		cpuRun = median(cpus)
-		fmt.Fprintf(w, "          CPU time %.2f s per run (%.2f cores busy on average): %.1f GFLOP per CPU-second\n", cpuRun, cpuRun/med, gflop/cpuRun)
-	}
-	switch {
-	case torch == "":
-		return nil
-	case refErr != nil:
-		fmt.Fprintf(w, "pytorch:  not run: %v\n", refErr)
-		return nil
-	}
-	fmt.Fprintf(w, "pytorch:  %s, %d threads: median %.2f s → %.1f GFLOP/s%s (it counts %.1f GFLOP)\n",
-		ref.Engine, ref.Threads, ref.Median, gflop/ref.Median, cpu.ofPeak(gflop/ref.Median, threads), ref.GFLOP)
-	if ref.CPUPerRun > 0 {
-		fmt.Fprintf(w, "          CPU time ≈ %.2f s per forward pass (the process's total over its %d passes, set-up included): %.1f GFLOP per CPU-second\n",
-			ref.CPUPerRun, runs+2, gflop/ref.CPUPerRun)
-	}
-	fmt.Fprintf(w, "ratio:    covseg+ORT takes %.2fx the time of PyTorch (%.2f s vs %.2f s)\n", med/ref.Median, med, ref.Median)
-	if cpuRun > 0 && ref.CPUPerRun > 0 {
-		fmt.Fprintf(w, "          and %.2fx its CPU time per forward pass (%.2f s vs ≈ %.2f s), which depends less on the machine's load\n",
-			cpuRun/ref.CPUPerRun, cpuRun, ref.CPUPerRun)
-	}
-	return nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func fmtTimes(ts []float64) string {
-	parts := make([]string, len(ts))
-	for i, t := range ts {
-		parts[i] = strconv.FormatFloat(t, 'f', 2, 64)
-	}
-	return "(" + strings.Join(parts, ", ") + ")"
-}
-
-// torchResult is the JSON line torch_unet3d.py prints.
-type torchResult struct {
-	Engine  string  `json:"engine"`
-	Threads int     `json:"threads"`
-	GFLOP   float64 `json:"gflop"`
-	Median  float64 `json:"median_s"`
-	// CPUPerRun is the child process's CPU time divided by its forward
-	// passes (runs + a warm-up + one counting FLOPs), set-up included: a
-	// slight overestimate.
-	CPUPerRun float64 `json:"-"`
-}
-
-// runTorch runs the PyTorch reference as a child process with the same
-// shape, runs and threads.
-func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResult, error) {
-	if script == "" {
-		root, err := moduleRoot()
-		if err != nil {
-			return nil, fmt.Errorf("%w (give --torch-script)", err)
-		}
-		script = filepath.Join(root, "..", "shared", "bench", "torch_unet3d.py")
-	}
-	if _, err := os.Stat(script); err != nil {
-		return nil, fmt.Errorf("reference script: %w", err)
-	}
-	if _, err := os.Stat(python); err != nil {
-		return nil, fmt.Errorf("no %s", python)
-	}
-	if err := exec.Command(python, "-c", "import torch, torchvision").Run(); err != nil {
-		return nil, fmt.Errorf("%s has no torch/torchvision (apt-get install python3-torch python3-torchvision)", python)
-	}
-	cmd := exec.Command(python, script, "--shape", strconv.Itoa(dhw[0]), strconv.Itoa(dhw[1]), strconv.Itoa(dhw[2]),
-		"--threads", strconv.Itoa(threads), "--runs", strconv.Itoa(runs))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(stderr.String()))
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	var r torchResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil || !(r.Median > 0) {
-		return nil, fmt.Errorf("%s printed %q, not its JSON line", script, out)
-	}
-	if ps := cmd.ProcessState; ps != nil {
-		r.CPUPerRun = (ps.UserTime() + ps.SystemTime()).Seconds() / float64(runs+2)
-	}
-	return &r, nil
-}
-
-// moduleRoot is the folder holding go.mod, from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the covseg repository")
-		}
-		dir = parent
-	}
-}
-
-// cpuInfo is what the benchmarks report about the processor.
-type cpuInfo struct {
-	name         string
-	cores        int // physical cores, or logical CPUs when unknown
-	avx2, fma    bool
-	avx512       bool
-	ghz          float64 // measured clock
-	flopsPerCycl int     // FP32 FLOPs per cycle per core at peak
-}
-
-// readCPU reads /proc/cpuinfo (Linux; elsewhere only the CPU count) and
-// measures the clock.
-func readCPU() cpuInfo {
-	c := cpuInfo{name: runtime.GOARCH, cores: physicalCores()}
-	procCPUInfo(func(k, v string) {
-		switch k {
-		case "model name":
-			c.name = v
-		case "flags":
-			fl := strings.Fields(v)
-			c.avx2, c.fma, c.avx512 = slices.Contains(fl, "avx2"), slices.Contains(fl, "fma"), slices.Contains(fl, "avx512f")
-		}
-	})
-	// Two FMA units per core (every x86 core with FMA since Haswell and Zen 2;
-	// some AVX-512 parts have one), each lane a multiply and an add.
-	switch {
-	case c.avx512 && c.fma:
-		c.flopsPerCycl = 2 * 16 * 2
-	case c.avx2 && c.fma:
-		c.flopsPerCycl = 2 * 8 * 2
-	}
-	c.ghz = measureGHz()
-	return c
-}
-
-// procCPUInfo calls fn with each "key: value" line of /proc/cpuinfo; it does
-// nothing where there is no such file.
-func procCPUInfo(fn func(k, v string)) {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
-			fn(strings.TrimSpace(k), strings.TrimSpace(v))
-		}
-	}
-}
-
-// physicalCores is the number of physical cores this process may use: the
-// CPUs it may run on (runtime.NumCPU), fewer when /proc/cpuinfo lists fewer
-// distinct cores (hyper-threads share a core's FMA units, so GEMM-bound
-// work gains nothing from them).
-func physicalCores() int {
-	n := runtime.NumCPU()
-	cores := map[string]bool{}
-	var phys string
-	procCPUInfo(func(k, v string) {
-		switch k {
-		case "physical id":
-			phys = v
-		case "core id":
-			cores[phys+"/"+v] = true
-		}
-	})
-	if len(cores) > 0 {
-		n = min(n, len(cores))
-	}
-	return n
-}
-
-func (c cpuInfo) String() string {
-	var isa []string
-	for _, f := range []struct {
-		on   bool
-		name string
-	}{{c.avx2, "AVX2"}, {c.fma, "FMA"}, {c.avx512, "AVX-512"}} {
-		if f.on {
-			isa = append(isa, f.name)
-		}
-	}
-	s := fmt.Sprintf("cpu:      %s, %d cores, %s, clock ≈ %.2f GHz (measured)", c.name, c.cores, strings.Join(isa, " "), c.ghz)
-	if c.flopsPerCycl > 0 {
-		s += fmt.Sprintf("; FP32 peak ≈ %.0f GFLOP/s (%d FLOP/cycle/core: 2 FMA units)", c.peak(c.cores), c.flopsPerCycl)
-	}
-	return s
-}
-
-func (c cpuInfo) peak(threads int) float64 {
-	return float64(min(threads, c.cores)) * c.ghz * float64(c.flopsPerCycl)
-}
-
-// ofPeak says what share of the peak of the cores in use a rate is.
-func (c cpuInfo) ofPeak(gflops float64, threads int) string {
-	if c.flopsPerCycl == 0 || c.ghz == 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (%.0f%% of the peak of %d cores)", 100*gflops/c.peak(threads), min(threads, c.cores))
-}
-
-// measureGHz times a chain of dependent integer additions, one cycle each
-// on every current x86 and ARM core, and returns the best of many short
-// tries (other processes only slow a try down). Tries of 2M cycles, under a
-// millisecond, spread over half a second with pauses between them, so that
-// some run undisturbed even on a busy machine.
-func measureGHz() float64 {
-	const n = 2_000_000
-	best := time.Duration(1 << 62)
-	for i := range 400 {
-		if i%20 == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
-		start := time.Now()
-		sink = addChain(n)
-		best = min(best, time.Since(start))
-	}
-	return float64(n) / best.Seconds() / 1e9
-}
-
-var sink int
-
-//go:noinline
-func addChain(n int) int {
-	x := 0
-	for i := 0; i < n; i++ {
-		x += i
-	}
-	return x
-}
-
 func newBenchSegmentCmd() *cobra.Command {
 	var (
-		m                      benchModel
+		m                      pipeline.BenchModel
 		dims, ctSpacing, modes string
 		spacing                string
 		threads                int
@@ -451,15 +93,14 @@ blending), resample (probabilities back to the CT's grid, argmax) and write.`,
 			if err := parseFloats(spacing, 3, func(v []float64) { copy(target[:], v) }); err != nil {
 				return fmt.Errorf("bench segment: --spacing: %w", err)
 			}
-			if threads <= 0 {
-				threads = physicalCores()
-			}
 			opts := infer.DefaultOptions()
 			opts.Spacing, opts.Overlap = target, overlap
-			return benchSegment(cmd.OutOrStdout(), &m, volume.Dims(d), sp, strings.Split(modes, ","), opts, threads)
+			return pipeline.BenchSegment(cmd.OutOrStdout(), pipeline.BenchSegmentOptions{
+				Model: m, Dims: volume.Dims(d), Spacing: sp, Modes: strings.Split(modes, ","), Infer: opts, Threads: threads,
+			})
 		},
 	}
-	m.flags(cmd)
+	benchModelFlags(cmd, &m)
 	f := cmd.Flags()
 	f.StringVar(&dims, "dims", "512,512,255", "CT size i,j,k (columns, rows, slices)")
 	f.StringVar(&ctSpacing, "ct-spacing", "0.7,0.7,1.25", "CT voxel size i,j,k in mm")
@@ -468,53 +109,4 @@ blending), resample (probabilities back to the CT's grid, argmax) and write.`,
 	f.Float64Var(&overlap, "overlap", infer.DefaultOverlap, "patch overlap in sliding mode")
 	f.IntVar(&threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
-}
-
-func benchSegment(w io.Writer, m *benchModel, d volume.Dims, sp [3]float64, modes []string, opts infer.Options, threads int) error {
-	dir, err := os.MkdirTemp("", "covseg-bench-segment-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	start := time.Now()
-	ct, err := syntheticCT(d, sp, 1)
-	if err != nil {
-		return fmt.Errorf("bench segment: %w", err)
-	}
-	in := filepath.Join(dir, "ct.nii.gz")
-	if err := writeInt16(in, ct); err != nil {
-		return fmt.Errorf("bench segment: %w", err)
-	}
-	st, _ := os.Stat(in)
-	fmt.Fprintf(w, "ct:       %s: %v voxels of %gx%gx%g mm, %.1f MB (made in %s)\n", in, d, sp[0], sp[1], sp[2],
-		float64(st.Size())/1e6, time.Since(start).Round(100*time.Millisecond))
-	ct = nil
-	eng, err := m.open(w, threads)
-	if err != nil {
-		return fmt.Errorf("bench segment: %w", err)
-	}
-	defer eng.Close()
-	fmt.Fprintf(w, "engine:   %s\n", eng.Name())
-	for _, mode := range modes {
-		o := opts
-		o.Mode = strings.TrimSpace(mode)
-		seg, err := infer.New(eng, o)
-		if err != nil {
-			return fmt.Errorf("bench segment: %w", err)
-		}
-		c := segCase{name: "ct", in: in, stem: filepath.Join(dir, "ct_"+o.Mode)}
-		c.mask = c.stem + "_mask.nii.gz"
-		start := time.Now()
-		res, _, tm, err := segmentCase(seg, c, segmentFlags{})
-		if err != nil {
-			return fmt.Errorf("bench segment: %s mode: %w", o.Mode, err)
-		}
-		total := time.Since(start)
-		g := res.Grid
-		fmt.Fprintf(w, "%-8s  total %6.2f s: read %.2f, preprocess %.2f, model %.2f (%d forward passes on %dx%dx%d patches, network grid %dx%dx%d), resample %.2f, write %.2f\n",
-			o.Mode+":", total.Seconds(), tm.Read.Seconds(), tm.Preprocess.Seconds(), tm.Model.Seconds(), tm.Forwards,
-			seg.Config().Preprocess.Grid[0], seg.Config().Preprocess.Grid[1], seg.Config().Preprocess.Grid[2],
-			g[2], g[1], g[0], tm.Resample.Seconds(), tm.Write.Seconds())
-	}
-	return nil
 }

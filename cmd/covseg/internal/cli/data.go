@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/covseg/covseg/data/dataset"
 	"github.com/covseg/covseg/data/phantom"
 	"github.com/covseg/covseg/internal/progress"
+	"github.com/covseg/covseg/pipeline"
 	"github.com/covseg/covseg/volume"
 )
 
@@ -120,7 +120,7 @@ are OR-ed. The lesion label is "Infectious opacity" (COVID-19 infiltrates);
 				fmt.Fprintf(w, " (%d series skipped)", len(res.Failed))
 			}
 			fmt.Fprintln(w)
-			printSplits(w, res.Manifest)
+			pipeline.PrintSplits(w, res.Manifest)
 			return nil
 		},
 	}
@@ -139,27 +139,6 @@ func orNone(s string) string {
 		return "no study label"
 	}
 	return s
-}
-
-// printSplits prints how many cases each split of each data set holds.
-func printSplits(w io.Writer, m *dataset.Manifest) {
-	count := map[string]map[dataset.Split]int{}
-	var names []string
-	for _, e := range m.Entries {
-		if count[e.Dataset] == nil {
-			count[e.Dataset] = map[dataset.Split]int{}
-			names = append(names, e.Dataset)
-		}
-		count[e.Dataset][e.Split]++
-	}
-	for _, n := range names {
-		c := count[n]
-		fmt.Fprintf(w, "%s: %d train, %d val, %d test", n, c[dataset.Train], c[dataset.Val], c[dataset.Test])
-		if c[dataset.Unlabelled] > 0 {
-			fmt.Fprintf(w, ", %d unlabelled", c[dataset.Unlabelled])
-		}
-		fmt.Fprintln(w)
-	}
 }
 
 func newDataDiscoverCmd() *cobra.Command {
@@ -231,7 +210,7 @@ its own, by patient.
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d cases\n", out, len(all.Entries))
-			printSplits(cmd.OutOrStdout(), all)
+			pipeline.PrintSplits(cmd.OutOrStdout(), all)
 			return nil
 		},
 	}

@@ -2,19 +2,13 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/covseg/covseg/pipeline"
 	"github.com/spf13/cobra"
 )
-
-// syntheticNote is said at the start of the demo and in everything it
-// writes: no figure of the demo is about patients.
-const syntheticNote = "SYNTHETIC DATA: every CT in this demo is a computer-generated chest phantom, not patient data; its figures say nothing about clinical performance"
 
 // demoFlags are the options of "covseg demo".
 type demoFlags struct {
@@ -72,16 +66,12 @@ the paths written; DIR/demo.json holds the same object.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.out, "output", "o", "covseg-demo", "output folder (created; refused if it holds a previous demo's training run)")
 	fl.BoolVar(&f.json, "json", false, "end with one JSON object on standard output (progress on standard error)")
-	fl.Float64Var(&f.minutes, "minutes", defaultDemoMinutes, "time budget of the whole demo in minutes")
+	fl.Float64Var(&f.minutes, "minutes", pipeline.DefaultDemoMinutes, "time budget of the whole demo in minutes")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the phantoms, the network's initialisation and the data order")
 	fl.IntVar(&f.epochs, "epochs", 0, "training epochs (0: the default, fewer if the budget is short)")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per core)")
 	return cmd
 }
-
-// defaultDemoMinutes leaves a margin under the 10 minutes the demo must fit
-// in on a 2-core machine.
-const defaultDemoMinutes = 9
 
 func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) error {
 	if !(f.minutes > 0) || f.minutes > 24*60 {
@@ -90,62 +80,20 @@ func runDemoCmd(ctx context.Context, f demoFlags, stdout, stderr io.Writer) erro
 	if f.epochs < 0 {
 		return fmt.Errorf("demo: --epochs %d: want 0 (automatic) or more", f.epochs)
 	}
-	return runDemoWith(ctx, f, defaultDemoConfig(), stdout, stderr)
-}
-
-// runDemoWith runs the demo of cfg as the flags say: the progress and a
-// summary on stdout, or the progress on stderr and one JSON object on
-// stdout with --json.
-func runDemoWith(ctx context.Context, f demoFlags, cfg demoConfig, stdout, stderr io.Writer) error {
-	if f.epochs > 0 {
-		cfg.Epochs, cfg.FixedEpochs = f.epochs, true
-	}
 	log := stdout
 	if f.json {
 		log = stderr
 	}
-	res, err := runDemo(ctx, demoOptions{
-		Config: cfg, Dir: f.out, Seed: f.seed, Threads: f.threads,
+	res, err := pipeline.Demo(ctx, pipeline.DemoOptions{
+		Dir: f.out, Seed: f.seed, Epochs: f.epochs, Threads: f.threads,
 		Budget: time.Duration(f.minutes * float64(time.Minute)), Log: log,
 	})
 	if err != nil {
 		return err
 	}
 	if f.json {
-		return encodeJSON(stdout, res)
+		return res.WriteJSON(stdout)
 	}
-	fmt.Fprint(stdout, res.summary())
-	return nil
-}
-
-// errNoEpoch is returned when the budget ran out before one epoch ended.
-var errNoEpoch = errors.New("demo: the time budget ran out before the first training epoch ended: give it more --minutes")
-
-// demoDirs are the demo's output paths under its folder.
-type demoDirs struct {
-	root, phantoms, run, seg string
-}
-
-func newDemoDirs(root string) demoDirs {
-	return demoDirs{
-		root:     root,
-		phantoms: filepath.Join(root, "phantoms"),
-		run:      filepath.Join(root, "run"),
-		seg:      filepath.Join(root, "segmentation"),
-	}
-}
-
-// prepareDemoDir creates the folder, refusing one that holds a finished or
-// interrupted demo run (its training run folder would be refused later,
-// after minutes of work).
-func prepareDemoDir(d demoDirs) error {
-	if _, err := os.Stat(filepath.Join(d.run, "last.ckpt")); err == nil {
-		return fmt.Errorf("demo: %s already holds a demo run: remove it or choose another folder with -o", d.root)
-	}
-	for _, p := range []string{d.root, d.phantoms, d.seg} {
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-	}
+	fmt.Fprint(stdout, res.Summary())
 	return nil
 }

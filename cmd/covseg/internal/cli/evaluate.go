@@ -1,16 +1,10 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"slices"
 
-	"github.com/covseg/covseg/eval/metrics"
-	"github.com/covseg/covseg/internal/progress"
-	"github.com/covseg/covseg/volume"
-	"github.com/covseg/covseg/volume/nifti"
+	"github.com/covseg/covseg/pipeline"
 	"github.com/spf13/cobra"
 )
 
@@ -67,7 +61,12 @@ Outputs: a table on standard output (or, with --json, one JSON object with
 --markdown FILE (cases and summary). Cases are evaluated in parallel; a case
 that fails (missing or unreadable file, mismatched grid) is reported with its
 error and the others are still evaluated. The exit status is 0 when every
-case was evaluated and 1 otherwise (or on a usage error).`
+case was evaluated and 1 otherwise (or on a usage error).
+
+JSON keys per case (those of covseg reproduce and demo too): case, pred,
+truth, error, dice, iou, sensitivity, precision, hd95_mm, hd_mm, one
+nsd_<τ>mm per tolerance (nsd_1mm), truth_ml, pred_ml, volume_diff_ml
+(pred − truth), truth_voxels, pred_voxels; the summary has the same keys.`
 
 // evalOptions holds the flags of covseg evaluate.
 type evalOptions struct {
@@ -96,7 +95,7 @@ func newEvaluateCmd() *cobra.Command {
 	f.StringVar(&o.pred, "pred", "", "predicted mask file, or folder of them")
 	f.StringVar(&o.truth, "truth", "", "reference mask file, or folder of them")
 	f.StringVar(&o.manifest, "manifest", "", "CSV file with rows pred,truth[,case] (instead of --pred/--truth)")
-	f.Float64SliceVar(&o.taus, "tau", []float64{1}, "NSD tolerance in mm (repeat or comma-separate for several; the first is the JSON's \"nsd\")")
+	f.Float64SliceVar(&o.taus, "tau", []float64{1}, "NSD tolerance in mm (repeat or comma-separate for several; JSON keys nsd_<tau>mm)")
 	f.IntVar(&o.label, "label", 0, "evaluate only voxels equal to this class (0: every voxel > 0)")
 	f.BoolVar(&o.resample, "resample-to-truth", false, "resample predictions onto the truth's grid (nearest) when the grids differ")
 	f.StringVar(&o.csv, "csv", "", "write one CSV row per case to this file")
@@ -107,164 +106,25 @@ func newEvaluateCmd() *cobra.Command {
 	return cmd
 }
 
-// evalCase is one pair to compare; pairErr is set when pairing failed.
-type evalCase struct {
-	name, pred, truth string
-	pairErr           error
-}
-
-// caseResult is the outcome of one case.
-type caseResult struct {
-	evalCase
-	res *metrics.Result
-	err error
-}
-
 func runEvaluate(o evalOptions, stdout, stderr io.Writer) error {
-	if err := o.check(); err != nil {
-		return err
+	opts := pipeline.EvaluateOptions{
+		Pred: o.pred, Truth: o.truth, Manifest: o.manifest, Taus: o.taus, Label: o.label,
+		ResampleToTruth: o.resample, CSV: o.csv, Markdown: o.markdown, Jobs: o.jobs, Progress: stderr,
 	}
-	o.taus = uniqueTaus(o.taus)
-	cases, err := o.cases()
+	if o.quiet {
+		opts.Progress = nil
+	}
+	rep, err := pipeline.Evaluate(opts)
 	if err != nil {
 		return err
 	}
-	results := evaluateCases(cases, o, stderr)
-	rep := newReport(results, o)
-	if o.csv != "" {
-		if err := writeFile(o.csv, rep.writeCSV); err != nil {
-			return err
-		}
-	}
-	if o.markdown != "" {
-		if err := writeFile(o.markdown, rep.writeMarkdown); err != nil {
-			return err
-		}
-	}
 	if o.json {
-		err = rep.writeJSON(stdout)
+		err = rep.WriteJSON(stdout)
 	} else {
-		err = rep.writeTable(stdout)
+		err = rep.WriteTable(stdout)
 	}
 	if err != nil {
 		return fmt.Errorf("evaluate: writing the results: %w", err)
 	}
-	if n := rep.failed(); n > 0 {
-		return fmt.Errorf("evaluate: %d of %d cases failed", n, len(results))
-	}
-	return nil
-}
-
-// check rejects contradictory or absurd flags before any file is read.
-func (o evalOptions) check() error {
-	switch {
-	case o.manifest != "" && (o.pred != "" || o.truth != ""):
-		return errors.New("evaluate: give either --manifest or --pred and --truth, not both")
-	case o.manifest == "" && (o.pred == "" || o.truth == ""):
-		return errors.New("evaluate: need --pred and --truth (files or folders), or --manifest")
-	case o.label < 0 || o.label > 255:
-		return fmt.Errorf("evaluate: --label %d is outside 0..255", o.label)
-	case len(o.taus) == 0:
-		return errors.New("evaluate: need at least one --tau")
-	case o.jobs < 0:
-		return fmt.Errorf("evaluate: --jobs %d is negative", o.jobs)
-	}
-	for _, t := range o.taus {
-		if !(t >= 0) || t > 1e6 {
-			return fmt.Errorf("evaluate: --tau %g is not a tolerance in mm ≥ 0", t)
-		}
-	}
-	return nil
-}
-
-// uniqueTaus returns taus without repeats, in their first order.
-func uniqueTaus(taus []float64) []float64 {
-	var out []float64
-	for _, t := range taus {
-		if !slices.Contains(out, t) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// cases lists the pairs to compare from the manifest or --pred/--truth.
-func (o evalOptions) cases() ([]evalCase, error) {
-	if o.manifest != "" {
-		return readManifest(o.manifest)
-	}
-	pi, perr := os.Stat(o.pred)
-	ti, terr := os.Stat(o.truth)
-	pdir, tdir := perr == nil && pi.IsDir(), terr == nil && ti.IsDir()
-	switch {
-	case pdir && tdir:
-		return pairFolders(o.pred, o.truth)
-	case pdir || tdir:
-		if perr != nil {
-			return nil, fmt.Errorf("evaluate: --pred %w", perr)
-		}
-		if terr != nil {
-			return nil, fmt.Errorf("evaluate: --truth %w", terr)
-		}
-		return nil, fmt.Errorf("evaluate: --pred %s and --truth %s must both be files or both be folders", o.pred, o.truth)
-	}
-	// Two files (a missing one fails as its case, with the reader's message).
-	return []evalCase{{name: caseName(o.truth), pred: o.pred, truth: o.truth}}, nil
-}
-
-// evaluateCases compares every case, several at once, with a progress bar
-// on stderr unless quiet.
-func evaluateCases(cases []evalCase, o evalOptions, stderr io.Writer) []caseResult {
-	var bar *progress.Bar
-	if !o.quiet {
-		bar = progress.New(stderr, "evaluate", len(cases))
-	}
-	load := func(i int) (*volume.Label, *volume.Label, error) { return loadCase(cases[i], o) }
-	done := func(int, *metrics.Result, error) { bar.Add(1) } // Bar is safe for concurrent use
-	res, errs := metrics.CompareAll(len(cases), o.jobs, metrics.Options{Taus: o.taus}, load, done)
-	bar.Finish()
-	out := make([]caseResult, len(cases))
-	for i, c := range cases {
-		out[i] = caseResult{evalCase: c, res: res[i], err: errs[i]}
-	}
-	return out
-}
-
-// loadCase reads a case's masks as binary label maps on one grid.
-func loadCase(c evalCase, o evalOptions) (truth, pred *volume.Label, err error) {
-	if c.pairErr != nil {
-		return nil, nil, c.pairErr
-	}
-	if truth, err = readMask(c.truth, o.label); err != nil {
-		return nil, nil, fmt.Errorf("truth: %w", err)
-	}
-	if pred, err = readMask(c.pred, o.label); err != nil {
-		return nil, nil, fmt.Errorf("prediction: %w", err)
-	}
-	if err := metrics.CheckGrid(truth, pred); err != nil {
-		if !o.resample {
-			return nil, nil, fmt.Errorf("%s and %s: %w (use --resample-to-truth to resample the prediction)", c.pred, c.truth, err)
-		}
-		if pred, err = pred.ResampleToGrid(truth.Dims, truth.Affine, 0); err != nil {
-			return nil, nil, fmt.Errorf("prediction %s: resampling to the truth's grid: %w", c.pred, err)
-		}
-	}
-	return truth, pred, nil
-}
-
-// readMask reads a NIfTI file as a binary mask (1 where the voxel is > 0,
-// or equals label when label > 0). It reads the scaled voxel values, so any
-// data type works, NaN counts as background.
-func readMask(path string, label int) (*volume.Label, error) {
-	v, _, err := nifti.ReadVolume(path)
-	if err != nil {
-		return nil, err
-	}
-	l := &volume.Label{Dims: v.Dims, Data: make([]uint8, len(v.Data)), Affine: v.Affine}
-	for i, x := range v.Data {
-		if label == 0 && x > 0 || label > 0 && x == float32(label) {
-			l.Data[i] = 1
-		}
-	}
-	return l, nil
+	return rep.Err()
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/covseg/covseg/engine/onnx"
-	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/infer"
 )
 
 // newModelExportCmd is "covseg model export MODEL.ckpt -o MODEL.onnx".
@@ -32,15 +32,8 @@ scripts/check-onnx MODEL.onnx runs the ONNX checker on the result.`,
 			if out == "" {
 				return fmt.Errorf("model export: -o MODEL.onnx is required")
 			}
-			cfg, ctx, err := model.Load(args[0])
+			cfg, err := infer.ExportCheckpoint(args[0], out, Version, onnx.Options{KeepBatchNorm: keepBN})
 			if err != nil {
-				return fmt.Errorf("model export: %w", err)
-			}
-			vars, err := onnx.Variables(ctx, cfg)
-			if err != nil {
-				return fmt.Errorf("model export: %s: %w", args[0], err)
-			}
-			if err := onnx.ExportModel(out, cfg, vars, Version, onnx.Options{KeepBatchNorm: keepBN}); err != nil {
 				return fmt.Errorf("model export: %w", err)
 			}
 			var size int64

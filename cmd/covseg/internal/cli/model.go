@@ -208,24 +208,6 @@ func thousands(n int) string {
 	return s
 }
 
-// parseFloats parses n comma-separated numbers.
-func parseFloats(s string, n int, set func([]float64)) error {
-	parts := strings.Split(s, ",")
-	if len(parts) != n {
-		return fmt.Errorf("%q: want %d comma-separated numbers", s, n)
-	}
-	v := make([]float64, n)
-	for i, p := range parts {
-		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
-			return fmt.Errorf("%q: %w", s, err)
-		}
-		v[i] = f
-	}
-	set(v)
-	return nil
-}
-
 // parseInts parses three comma-separated integers.
 func parseInts(s string, set func([3]int)) error {
 	parts := strings.Split(s, ",")

@@ -119,6 +119,19 @@ func TestReproduceStandIns(t *testing.T) {
 			checkMaskOn(t, c.Pred, c.Image)
 		}
 	}
+	// The rows and their cases have metrics.CaseResult's keys.
+	row0, _ := obj["rows"].([]any)[0].(map[string]any)
+	case0, _ := row0["per_case"].([]any)[0].(map[string]any)
+	for _, k := range []string{"nsd_1mm", "hd95_mm", "dice"} {
+		if _, ok := row0[k]; !ok {
+			t.Errorf("row lacks %q: %v", k, row0)
+		}
+	}
+	for _, k := range []string{"case", "dataset", "split", "image", "pred", "truth", "dice", "hd95_mm", "nsd_1mm", "truth_ml", "pred_ml", "volume_diff_ml"} {
+		if _, ok := case0[k]; !ok {
+			t.Errorf("per_case entry lacks %q: %v", k, case0)
+		}
+	}
 	if !strings.Contains(res.Training.Phases, "frozen 1 epochs") || res.Training.BestEpoch < 1 {
 		t.Errorf("training %+v", res.Training)
 	}

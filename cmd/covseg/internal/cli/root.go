@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/covseg/covseg/pipeline"
 	"github.com/spf13/cobra"
 )
 
 // Version is covseg's version, stamped into exported models and reports.
-const Version = "0.1.0-dev"
+const Version = pipeline.Version
 
 // NewRoot builds the covseg command tree.
 func NewRoot() *cobra.Command {

@@ -2,14 +2,14 @@ package cli
 
 import (
 	"encoding/json"
-	"github.com/covseg/covseg/eval/severity"
+	"fmt"
 	"image/png"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/covseg/covseg/eval/severity"
 
 	"github.com/covseg/covseg/internal/infertest"
 	"github.com/covseg/covseg/model"
@@ -93,22 +93,6 @@ func TestSegmentOrientations(t *testing.T) {
 	}
 }
 
-// writeSynthetic writes a small random CT as NIfTI.
-func writeSynthetic(t *testing.T, path string, d volume.Dims, seed uint64) {
-	t.Helper()
-	v, err := volume.New(d, volume.Diag([3]float64{1.5, 1.5, 3}, [3]float64{-30, 10, 50}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 9))
-	for i := range v.Data {
-		v.Data[i] = float32(math.Round(-1000 + 1400*rng.Float64()))
-	}
-	if err := nifti.WriteVolume(path, v, nifti.WriteOptions{Datatype: nifti.Int16}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestSegmentBatchWithCorruptCase runs a folder of cases in which one file
 // is corrupt: the others are written, the bad one is named, the exit status
 // is 1. A mask file beside the CTs is not taken for a case.
@@ -117,9 +101,9 @@ func TestSegmentBatchWithCorruptCase(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeSynthetic(t, filepath.Join(dir, "a.nii.gz"), volume.Dims{40, 30, 12}, 1)
-	writeSynthetic(t, filepath.Join(dir, "c.nii"), volume.Dims{33, 41, 9}, 2)
-	writeSynthetic(t, filepath.Join(dir, "a_mask.nii.gz"), volume.Dims{40, 30, 12}, 3)
+	infertest.WriteRandomCT(t, filepath.Join(dir, "a.nii.gz"), volume.Dims{40, 30, 12}, 1)
+	infertest.WriteRandomCT(t, filepath.Join(dir, "c.nii"), volume.Dims{33, 41, 9}, 2)
+	infertest.WriteRandomCT(t, filepath.Join(dir, "a_mask.nii.gz"), volume.Dims{40, 30, 12}, 3)
 	good, err := os.ReadFile(filepath.Join(dir, "a.nii.gz"))
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +148,7 @@ func TestSegmentBatchWithCorruptCase(t *testing.T) {
 func TestSegmentOneFile(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "ct.nii.gz")
-	writeSynthetic(t, in, volume.Dims{30, 20, 10}, 4)
+	infertest.WriteRandomCT(t, in, volume.Dims{30, 20, 10}, 4)
 	cfg := infertest.Config([3]int{8, 16, 16})
 	ctx := infertest.Narrow(t, cfg, 5)
 	ckpt := infertest.SaveNarrow(t, dir, "m.ckpt", cfg, ctx)
@@ -212,13 +196,13 @@ func TestSegmentOneFile(t *testing.T) {
 func TestSegmentErrors(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "ct.nii.gz")
-	writeSynthetic(t, in, volume.Dims{8, 8, 4}, 6)
+	infertest.WriteRandomCT(t, in, volume.Dims{8, 8, 4}, 6)
 	onnxModel := thresholdModel(t)
 	sub := filepath.Join(dir, "x")
 	os.Mkdir(sub, 0o755)
-	writeSynthetic(t, filepath.Join(sub, "ct.nii.gz"), volume.Dims{8, 8, 4}, 7)
+	infertest.WriteRandomCT(t, filepath.Join(sub, "ct.nii.gz"), volume.Dims{8, 8, 4}, 7)
 	other := filepath.Join(dir, "other.nii.gz")
-	writeSynthetic(t, other, volume.Dims{8, 8, 4}, 8)
+	infertest.WriteRandomCT(t, other, volume.Dims{8, 8, 4}, 8)
 	for _, c := range []struct {
 		name string
 		args []string
@@ -249,5 +233,42 @@ func TestSegmentErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSegmentJSON: --json prints one object whose cases have covseg
+// evaluate's keys, the failed case with its error; the exit status is 1.
+func TestSegmentJSON(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cases")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	infertest.WriteRandomCT(t, filepath.Join(dir, "a.nii.gz"), volume.Dims{20, 16, 6}, 1)
+	if err := os.WriteFile(filepath.Join(dir, "b.NII"), []byte("corrupt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "masks")
+	stdout, stderr, code := run(t, "segment", dir, "-o", out, "--model", thresholdModel(t), "--json")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, stderr)
+	}
+	var res struct {
+		Out    string           `json:"out"`
+		Failed int              `json:"failed"`
+		Cases  []map[string]any `json:"cases"`
+	}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(&res); err != nil || dec.More() {
+		t.Fatalf("stdout is not one JSON object (%v): %q", err, stdout)
+	}
+	if res.Out != out || res.Failed != 1 || len(res.Cases) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	a, b := res.Cases[0], res.Cases[1]
+	if a["case"] != "a" || a["pred"] != filepath.Join(out, "a_mask.nii.gz") || a["pred_ml"] == nil || a["dice"] != nil || a["error"] != nil {
+		t.Errorf("case a: %v", a)
+	}
+	if b["case"] != "b" || !strings.Contains(fmt.Sprint(b["error"]), "b.NII") {
+		t.Errorf("case b: %v", b)
 	}
 }

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/covseg/covseg/pipeline"
 	"github.com/covseg/covseg/train"
 )
 
@@ -55,10 +53,6 @@ type trainArgs struct {
 	printConfig         bool
 }
 
-// errInterrupted ends a run stopped by a signal after its checkpoint was
-// saved.
-var errInterrupted = errors.New("train: interrupted (last.ckpt saved; continue with --resume)")
-
 func runTrain(ctx context.Context, a trainArgs, stdout, stderr io.Writer) error {
 	cfg := train.DefaultConfig()
 	var err error
@@ -88,11 +82,11 @@ func runTrain(ctx context.Context, a trainArgs, stdout, stderr io.Writer) error 
 			return errors.New("train: -o RUNDIR is required (or --resume RUNDIR)")
 		}
 		dir = a.out
-		if cfg, err = absPaths(cfg, a.config); err != nil {
+		if cfg, err = pipeline.AbsConfigPaths(cfg, a.config); err != nil {
 			return err
 		}
 	}
-	trainSrc, valSrc, err := loadTrainData(cfg, dir, stdout)
+	trainSrc, valSrc, err := pipeline.LoadTrainData(cfg, dir, stdout)
 	if err != nil {
 		return err
 	}
@@ -112,54 +106,7 @@ func runTrain(ctx context.Context, a trainArgs, stdout, stderr io.Writer) error 
 		return err
 	}
 	if res.Interrupted {
-		return errInterrupted
+		return pipeline.ErrInterrupted
 	}
 	return nil
-}
-
-// absPaths makes the config's file paths absolute, relative paths being
-// taken from the config file's folder, so that the run folder's
-// config.yaml resumes from anywhere.
-func absPaths(cfg train.Config, configPath string) (train.Config, error) {
-	base := "."
-	if configPath != "" {
-		base = filepath.Dir(configPath)
-	}
-	for _, p := range []*string{&cfg.Data.Manifest, &cfg.Data.Cache, &cfg.Model.Init, &cfg.Model.Pretrained} {
-		if *p == "" || filepath.IsAbs(*p) {
-			continue
-		}
-		abs, err := filepath.Abs(filepath.Join(base, *p))
-		if err != nil {
-			return cfg, fmt.Errorf("train: %w", err)
-		}
-		*p = abs
-	}
-	return cfg, nil
-}
-
-// interruptible returns a context cancelled by the first SIGINT or
-// SIGTERM; a second one gets the default behaviour (the process ends).
-func interruptible(parent context.Context, stderr io.Writer) (context.Context, func()) {
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, cancel := context.WithCancel(parent)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case s := <-sig:
-			signal.Stop(sig)
-			fmt.Fprintf(stderr, "\n%v: saving and stopping after the current batch (again to abort)\n", s)
-			cancel()
-		case <-done:
-		}
-	}()
-	return ctx, func() {
-		close(done)
-		signal.Stop(sig)
-		cancel()
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/pipeline"
 	"github.com/covseg/covseg/train"
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/nifti"
@@ -133,7 +134,7 @@ func TestTrainCommand(t *testing.T) {
 }
 
 // TestTrainInterrupted: a cancelled context (what SIGINT does) stops the
-// command with errInterrupted after saving last.ckpt.
+// command with pipeline.ErrInterrupted after saving last.ckpt.
 func TestTrainInterrupted(t *testing.T) {
 	data := t.TempDir()
 	writeCases(t, data, 3)
@@ -146,8 +147,8 @@ func TestTrainInterrupted(t *testing.T) {
 	cancel()
 	var out strings.Builder
 	err := runTrain(ctx, trainArgs{config: cfgPath, out: runDir}, &out, io.Discard)
-	if !errors.Is(err, errInterrupted) {
-		t.Fatalf("error %v, want errInterrupted\n%s", err, out.String())
+	if !errors.Is(err, pipeline.ErrInterrupted) {
+		t.Fatalf("error %v, want pipeline.ErrInterrupted\n%s", err, out.String())
 	}
 	if _, _, st, err := train.ReadCheckpoint(filepath.Join(runDir, train.FileLast)); err != nil || st.Step != 0 {
 		t.Errorf("last.ckpt after the interruption: %+v %v", st, err)
@@ -187,18 +188,18 @@ func TestTrainManifestErrors(t *testing.T) {
 	os.WriteFile(path, []byte("image,split\na.nii.gz,train\n"), 0o644)
 	cfg := train.DefaultConfig()
 	cfg.Data.Manifest = path
-	if _, _, err := loadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "mask") || !strings.Contains(err.Error(), path) {
+	if _, _, err := pipeline.LoadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "mask") || !strings.Contains(err.Error(), path) {
 		t.Errorf("missing column: %v", err)
 	}
 	os.WriteFile(path, []byte("image,mask,split,dataset\nmissing.nii.gz,m.nii.gz,train,x\n"), 0o644)
-	if _, _, err := loadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.nii.gz") {
+	if _, _, err := pipeline.LoadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "missing.nii.gz") {
 		t.Errorf("missing image: %v", err)
 	}
 	data := t.TempDir()
 	writeCases(t, data, 2)
 	cfg.Data.Manifest = filepath.Join(data, "manifest.csv")
 	os.WriteFile(cfg.Data.Manifest, []byte("image,mask,split,dataset\nimg0.nii.gz,mask0.nii.gz,test,x\n"), 0o644)
-	if _, _, err := loadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "no train cases") {
+	if _, _, err := pipeline.LoadTrainData(cfg, dir, io.Discard); err == nil || !strings.Contains(err.Error(), "no train cases") {
 		t.Errorf("no training cases: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
-package cli
+package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,11 +13,11 @@ import (
 	"github.com/covseg/covseg/train"
 )
 
-// loadTrainData opens the manifest's train and val cases as loaders: the
+// LoadTrainData opens the manifest's train and val cases as loaders: the
 // training one shuffled and augmented from the config's seed, the
 // validation one in manifest order without augmentation. Both share one
 // cache of preprocessed cases (data.cache, or runDir/cache).
-func loadTrainData(cfg train.Config, runDir string, log io.Writer) (trainSrc, valSrc train.Source, err error) {
+func LoadTrainData(cfg train.Config, runDir string, log io.Writer) (trainSrc, valSrc train.Source, err error) {
 	if cfg.Data.Manifest == "" {
 		return nil, nil, fmt.Errorf("train: data.manifest is not set in the config")
 	}
@@ -87,4 +88,51 @@ func (b *loaderBatches) Next(ctx context.Context) (train.Batch, error) {
 func (b *loaderBatches) Close() error {
 	b.s.Close()
 	return nil
+}
+
+// ErrInterrupted ends a training run stopped by a signal after its
+// checkpoint was saved.
+var ErrInterrupted = errors.New("train: interrupted (last.ckpt saved; continue with --resume)")
+
+// AbsConfigPaths makes the config's file paths absolute, relative paths
+// being taken from the config file's folder, so that the run folder's
+// config.yaml resumes from anywhere.
+func AbsConfigPaths(cfg train.Config, configPath string) (train.Config, error) {
+	base := "."
+	if configPath != "" {
+		base = filepath.Dir(configPath)
+	}
+	for _, p := range []*string{&cfg.Data.Manifest, &cfg.Data.Cache, &cfg.Model.Init, &cfg.Model.Pretrained} {
+		if *p == "" || filepath.IsAbs(*p) {
+			continue
+		}
+		abs, err := filepath.Abs(filepath.Join(base, *p))
+		if err != nil {
+			return cfg, fmt.Errorf("train: %w", err)
+		}
+		*p = abs
+	}
+	return cfg, nil
+}
+
+// PrintSplits prints how many cases each split of each data set of m
+// holds.
+func PrintSplits(w io.Writer, m *dataset.Manifest) {
+	count := map[string]map[dataset.Split]int{}
+	var names []string
+	for _, e := range m.Entries {
+		if count[e.Dataset] == nil {
+			count[e.Dataset] = map[dataset.Split]int{}
+			names = append(names, e.Dataset)
+		}
+		count[e.Dataset][e.Split]++
+	}
+	for _, n := range names {
+		c := count[n]
+		fmt.Fprintf(w, "%s: %d train, %d val, %d test", n, c[dataset.Train], c[dataset.Val], c[dataset.Test])
+		if c[dataset.Unlabelled] > 0 {
+			fmt.Fprintf(w, ", %d unlabelled", c[dataset.Unlabelled])
+		}
+		fmt.Fprintln(w)
+	}
 }

@@ -1,4 +1,4 @@
-package cli
+package pipeline
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"github.com/covseg/covseg/data/augment"
 	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/engine/covcpu"
-	"github.com/covseg/covseg/engine/onnx"
 	"github.com/covseg/covseg/model"
 	"github.com/covseg/covseg/train"
 )
@@ -23,7 +22,7 @@ import (
 // segmentation of the held-out phantoms and the report: together about
 // 2 s for 8 phantoms of 32x32x16 on two cores, so 10 s and a second a
 // phantom leave a wide margin on a slow or busy machine.
-func demoReserve(c demoConfig, budget time.Duration) time.Duration {
+func demoReserve(c DemoConfig, budget time.Duration) time.Duration {
 	return min(budget/4, 10*time.Second+time.Duration(c.Test)*time.Second)
 }
 
@@ -36,7 +35,7 @@ const demoValFactor = 0.5
 // its loss, AdamW and one-cycle schedule, but a single unfrozen phase at
 // c.LR, since the demo's encoder is random (no Kinetics-400 weights) and
 // freezing a random encoder only slows training down.
-func (c demoConfig) trainConfig(seed uint64, manifest, init string, epochs int) train.Config {
+func (c DemoConfig) trainConfig(seed uint64, manifest, init string, epochs int) train.Config {
 	cfg := train.DefaultConfig()
 	cfg.Seed = seed
 	cfg.Data.Manifest = manifest
@@ -54,7 +53,7 @@ func (c demoConfig) trainConfig(seed uint64, manifest, init string, epochs int) 
 
 // demoInitModel writes the demo's untrained network to path: width c.Width,
 // seeded, with the output started at the lesions' prior (see demoPrior).
-func demoInitModel(path string, c demoConfig, seed uint64, lesionFraction float64) error {
+func demoInitModel(path string, c DemoConfig, seed uint64, lesionFraction float64) error {
 	mcfg := model.DefaultConfig()
 	mcfg.Width = c.Width
 	mcfg.Encoder.Seed = seed
@@ -105,13 +104,13 @@ func demoBackend() string {
 // reserve for what follows. It times two training steps first (after one
 // that compiles) and runs fewer epochs than c.Epochs when they would not
 // fit (unless c.FixedEpochs).
-func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData, seed uint64, deadline time.Time, budget time.Duration, log io.Writer) (*demoTraining, error) {
+func trainDemo(ctx context.Context, dirs demoDirs, c DemoConfig, data *demoData, seed uint64, deadline time.Time, budget time.Duration, log io.Writer) (*DemoTraining, error) {
 	start := time.Now()
 	backend, err := train.NewBackend(demoBackend())
 	if err != nil {
 		return nil, err
 	}
-	tr := &demoTraining{
+	tr := &DemoTraining{
 		Backend: backend.Name(), Width: c.Width, Grid: c.Grid, LR: c.LR,
 		Pretrained: "none: the encoder is randomly initialised (the demo has no Kinetics-400 weights), so there is no frozen-encoder phase",
 	}
@@ -141,7 +140,7 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 	tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the lesion prior ±%.2f (%.1f %% lesion voxels in the training phantoms)",
 		seed, demoPrior(data.lesionFraction), 100*data.lesionFraction)
 	cfg := c.trainConfig(seed, data.manifest, init, tr.Epochs)
-	trainSrc, valSrc, err := loadTrainData(cfg, dirs.run, log)
+	trainSrc, valSrc, err := LoadTrainData(cfg, dirs.run, log)
 	if err != nil {
 		return nil, err
 	}
@@ -161,28 +160,11 @@ func trainDemo(ctx context.Context, dirs demoDirs, c demoConfig, data *demoData,
 	tr.EpochsDone, tr.Steps = len(st.History), st.Step
 	tr.BestEpoch, tr.BestValDice = st.BestEpoch, st.BestDice
 	if st.BestEpoch == 0 {
-		return nil, errNoEpoch
+		return nil, ErrNoEpoch
 	}
 	if out.Interrupted {
 		tr.StoppedByTime = true
 		fmt.Fprintf(log, "the time budget stopped training after %d of %d epochs (the demo does not resume it); using the best epoch, %d\n", tr.EpochsDone, tr.Epochs, tr.BestEpoch)
 	}
 	return tr, nil
-}
-
-// exportDemoModel exports the model file ckpt to ONNX, as covseg model
-// export does.
-func exportDemoModel(ckpt, out string) error {
-	cfg, ctx, err := model.Load(ckpt)
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	vars, err := onnx.Variables(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("demo: %s: %w", ckpt, err)
-	}
-	if err := onnx.ExportModel(out, cfg, vars, Version, onnx.Options{}); err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	return nil
 }

@@ -1,12 +1,14 @@
-package cli
+package pipeline
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/covseg/covseg/data/preprocess"
 	"github.com/covseg/covseg/train"
 )
 
@@ -15,13 +17,22 @@ import (
 // resumed, trains exactly the steps of an uninterrupted run: the loader
 // meets train.Source's contract.
 func TestLoaderResumeExact(t *testing.T) {
-	data := t.TempDir()
-	writeCases(t, data, 4)
-	cfg, err := train.ParseConfig([]byte(tinyTrainYAML))
+	c := tinyDemoConfig()
+	c.Train, c.Val, c.Test = 3, 1, 0
+	data, err := writeDemoPhantoms(t.TempDir(), c, 4, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Data.Manifest = filepath.Join(data, "manifest.csv")
+	// A tiny network on 8x32x32 inputs, one epoch per phase.
+	cfg := train.DefaultConfig()
+	cfg.Seed = 1
+	cfg.Data.Preprocess.Grid = preprocess.Grid{8, 32, 32}
+	cfg.Model.Width = 1.0 / 32
+	cfg.Phases = []train.Phase{
+		{Name: "frozen", Epochs: 1, LR: 0.01, EncoderLRMult: 1, FreezeEncoder: true, TrainFrozenBN: true},
+		{Name: "unfrozen", Epochs: 1, LR: 0.001, EncoderLRMult: 1},
+	}
+	cfg.Data.Manifest = data.manifest
 	cfg.Data.Cache = filepath.Join(t.TempDir(), "cache")
 	cfg.Data.Workers = 2
 	cfg.Data.Augment.Noise.P = 1 // every case drawn differently per epoch and place
@@ -30,7 +41,7 @@ func TestLoaderResumeExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	runOnce := func(dir string, resume bool, stopAt int64) []train.StepRecord {
-		tr, val, err := loadTrainData(cfg, dir, os.Stderr)
+		tr, val, err := LoadTrainData(cfg, dir, os.Stderr)
 		if err != nil {
 			t.Fatal(err)
 		}

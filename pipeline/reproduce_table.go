@@ -1,7 +1,8 @@
-package cli
+package pipeline
 
 import (
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,67 +13,66 @@ import (
 	"github.com/covseg/covseg/internal/atomicfile"
 )
 
-// reproduceResult is the outcome of covseg reproduce: the table and what it
-// was computed with.
-type reproduceResult struct {
+// ReproduceResult is the outcome of Reproduce: the table and what it was
+// computed with, as results.json holds it.
+type ReproduceResult struct {
 	Version     string             `json:"version"`
 	Manifest    string             `json:"manifest"`
 	Model       string             `json:"model"`
 	ONNX        string             `json:"onnx,omitempty"`
 	ModelConfig string             `json:"model_config"`
 	Preprocess  string             `json:"preprocess"`
-	Training    *reproduceTraining `json:"training"`
+	Training    *ReproduceTraining `json:"training"`
 	Engine      string             `json:"engine"`
 	Mode        string             `json:"mode"`
 	TTA         bool               `json:"tta"`
 	TauMM       float64            `json:"nsd_tau_mm"`
-	Rows        []*reproduceRow    `json:"rows"`
+	Rows        []*ReproduceRow    `json:"rows"`
 	Seconds     float64            `json:"seconds"`
 	Files       map[string]string  `json:"files"`
 }
 
-// reproduceRow is one data set's line of the table.
-type reproduceRow struct {
+// ReproduceRow is one data set's line of the table. Its JSON has the keys
+// of metrics.CaseResult for its statistics: dice, nsd_<τ>mm, hd95_mm.
+type ReproduceRow struct {
 	Dataset string `json:"dataset"`
 	Name    string `json:"name"`
 	Split   string `json:"split"`
 	Cases   int    `json:"cases"`
 	Failed  int    `json:"failed"`
 	// PaperDice is the paper's mean Dice on this data set.
-	PaperDice float64               `json:"paper_dice"`
-	Dice      metrics.Stat          `json:"dice"`
-	NSD       metrics.Stat          `json:"nsd"`
-	HD95      metrics.Stat          `json:"hd95_mm"`
-	PerCase   []reproduceCaseResult `json:"per_case"`
+	PaperDice float64      `json:"paper_dice"`
+	Dice      metrics.Stat `json:"dice"`
+	HD95      metrics.Stat `json:"hd95_mm"`
+	// NSD is the mean normalised surface Dice at TauMM: key nsd_<τ>mm.
+	NSD     metrics.Stat         `json:"-"`
+	TauMM   float64              `json:"-"`
+	PerCase []metrics.CaseResult `json:"per_case"`
 }
 
-// reproduceCaseResult is one segmented case.
-type reproduceCaseResult struct {
-	Case    string        `json:"case"`
-	Split   string        `json:"split"`
-	Image   string        `json:"image"`
-	Truth   string        `json:"truth"`
-	Pred    string        `json:"pred,omitempty"`
-	Dice    metrics.Value `json:"dice"`
-	NSD     metrics.Value `json:"nsd"`
-	HD95    metrics.Value `json:"hd95_mm"`
-	TruthML float64       `json:"truth_ml"`
-	PredML  float64       `json:"pred_ml"`
-	Error   string        `json:"error,omitempty"`
-	result  *metrics.Result
+// reproduceRowFields is ReproduceRow without its methods.
+type reproduceRowFields ReproduceRow
+
+// MarshalJSON writes the row with its NSD under nsd_<τ>mm.
+func (row ReproduceRow) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(reproduceRowFields(row))
+	if err != nil {
+		return nil, err
+	}
+	return metrics.AppendNSDKeys(b, []float64{row.TauMM}, []any{row.NSD})
 }
 
 // reproduceOrder is the paper's order of the table's rows.
 var reproduceOrder = []string{dataset.RICORD, dataset.Coronacases, dataset.MosMed}
 
 // row returns the row of a data set, adding it in the paper's order.
-func (r *reproduceResult) row(name string) *reproduceRow {
+func (r *ReproduceResult) row(name string) *ReproduceRow {
 	for _, row := range r.Rows {
 		if row.Dataset == name {
 			return row
 		}
 	}
-	row := &reproduceRow{Dataset: name, Name: name, Split: string(dataset.Test), PaperDice: paperDice[name]}
+	row := &ReproduceRow{Dataset: name, Name: name, Split: string(dataset.Test), PaperDice: paperDice[name], TauMM: r.TauMM}
 	switch name {
 	case dataset.RICORD:
 		row.Name, row.Split = "RICORD (tuning)", string(dataset.Val)
@@ -97,11 +97,11 @@ func (r *reproduceResult) row(name string) *reproduceRow {
 }
 
 // summarize computes the row's statistics over its evaluated cases.
-func (row *reproduceRow) summarize() {
+func (row *ReproduceRow) summarize() {
 	var rs []*metrics.Result
 	for _, c := range row.PerCase {
-		if c.result != nil {
-			rs = append(rs, c.result)
+		if c.Result != nil {
+			rs = append(rs, c.Result)
 		} else {
 			row.Failed++
 		}
@@ -127,7 +127,7 @@ func meanSD(s metrics.Stat, decimals int) string {
 }
 
 // tableRows returns the table's header and rows.
-func (r *reproduceResult) tableRows() [][]string {
+func (r *ReproduceResult) tableRows() [][]string {
 	rows := [][]string{{"dataset", "cases", "paper mean Dice", "covseg mean Dice ± SD", fmt.Sprintf("NSD (%g mm)", r.TauMM), "HD95 (mm)"}}
 	for _, row := range r.Rows {
 		cases := fmt.Sprint(row.Cases)
@@ -144,7 +144,7 @@ func (r *reproduceResult) tableRows() [][]string {
 }
 
 // settings are the lines under the table that say how it was made.
-func (r *reproduceResult) settings() []string {
+func (r *ReproduceResult) settings() []string {
 	s := []string{
 		"model: " + r.Model + " (" + r.ModelConfig + ")",
 		"preprocessing: " + r.Preprocess,
@@ -166,13 +166,12 @@ func (r *reproduceResult) settings() []string {
 	return s
 }
 
-// write prints the table (or the JSON) and writes results.md,
-// results.json and cases.csv.
-func (r *reproduceResult) write(f reproduceFlags, stdout io.Writer) error {
+// writeFiles writes results.md, results.json and cases.csv into dir.
+func (r *ReproduceResult) writeFiles(dir string) error {
 	r.Files = map[string]string{
-		"markdown": filepath.Join(f.out, "results.md"),
-		"json":     filepath.Join(f.out, "results.json"),
-		"cases":    filepath.Join(f.out, "cases.csv"),
+		"markdown": filepath.Join(dir, "results.md"),
+		"json":     filepath.Join(dir, "results.json"),
+		"cases":    filepath.Join(dir, "cases.csv"),
 	}
 	if err := atomicfile.Write(r.Files["markdown"], r.writeMarkdown); err != nil {
 		return fmt.Errorf("reproduce: %w", err)
@@ -183,20 +182,26 @@ func (r *reproduceResult) write(f reproduceFlags, stdout io.Writer) error {
 	if err := atomicfile.Write(r.Files["cases"], r.writeCSV); err != nil {
 		return fmt.Errorf("reproduce: %w", err)
 	}
-	if f.json {
-		return encodeJSON(stdout, r)
-	}
-	fmt.Fprintln(stdout)
-	writeAligned(stdout, r.tableRows())
-	fmt.Fprintln(stdout)
-	for _, s := range r.settings() {
-		fmt.Fprintln(stdout, s)
-	}
-	fmt.Fprintf(stdout, "wrote %s, %s and %s\n", r.Files["markdown"], r.Files["json"], r.Files["cases"])
 	return nil
 }
 
-func (r *reproduceResult) writeMarkdown(w io.Writer) error {
+// WriteJSON writes the result as results.json holds it.
+func (r *ReproduceResult) WriteJSON(w io.Writer) error { return encodeJSON(w, r) }
+
+// WriteTable prints the table, the settings it was made with and the
+// files written, for a terminal.
+func (r *ReproduceResult) WriteTable(w io.Writer) error {
+	fmt.Fprintln(w)
+	writeAligned(w, r.tableRows())
+	fmt.Fprintln(w)
+	for _, s := range r.settings() {
+		fmt.Fprintln(w, s)
+	}
+	_, err := fmt.Fprintf(w, "wrote %s, %s and %s\n", r.Files["markdown"], r.Files["json"], r.Files["cases"])
+	return err
+}
+
+func (r *ReproduceResult) writeMarkdown(w io.Writer) error {
 	fmt.Fprintln(w, "# covseg reproduce: Bressem et al. 2021, table 2")
 	fmt.Fprintln(w)
 	rows := r.tableRows()
@@ -217,15 +222,15 @@ func (r *reproduceResult) writeMarkdown(w io.Writer) error {
 	return nil
 }
 
-func (r *reproduceResult) writeCSV(w io.Writer) error {
+func (r *ReproduceResult) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write([]string{"dataset", "split", "case", "dice", "nsd", "hd95_mm", "truth_ml", "pred_ml", "image", "truth", "pred", "error"}); err != nil {
+	if err := cw.Write([]string{"dataset", "split", "case", "dice", metrics.NSDKey(r.TauMM), "hd95_mm", "truth_ml", "pred_ml", "image", "truth", "pred", "error"}); err != nil {
 		return err
 	}
 	for _, row := range r.Rows {
 		for _, c := range row.PerCase {
-			rec := []string{row.Dataset, c.Split, c.Case, fmtValue(c.Dice, 6), fmtValue(c.NSD, 6), fmtValue(c.HD95, 4),
-				fmt.Sprintf("%.3f", c.TruthML), fmt.Sprintf("%.3f", c.PredML), c.Image, c.Truth, c.Pred, strings.ReplaceAll(c.Error, "\n", " ")}
+			rec := []string{row.Dataset, c.Split, c.Case, fmtValue(c.Dice, 6), fmtValue(c.NSDAt(r.TauMM), 6), fmtValue(c.HD95, 4),
+				fmtValue(c.TruthML, 3), fmtValue(c.PredML, 3), c.Image, c.Truth, c.Pred, strings.ReplaceAll(c.Error, "\n", " ")}
 			if err := cw.Write(rec); err != nil {
 				return err
 			}

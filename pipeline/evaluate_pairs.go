@@ -1,4 +1,4 @@
-package cli
+package pipeline
 
 import (
 	"encoding/csv"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/covseg/covseg/volume/nifti"
 )
 
 // maskSuffixes returns the name endings dropped when pairing files by
@@ -20,13 +22,7 @@ func maskSuffixes() []string {
 // caseName returns the case name of a mask file: its base name without the
 // NIfTI extension and without one trailing mask suffix (see evaluateLong).
 func caseName(path string) string {
-	name := filepath.Base(path)
-	for _, ext := range []string{".nii.gz", ".nii"} {
-		if hasSuffixFold(name, ext) {
-			name = name[:len(name)-len(ext)]
-			break
-		}
-	}
+	name := nifti.CaseName(path)
 	for _, s := range maskSuffixes() {
 		for _, sep := range []string{"_", "-", "."} {
 			if hasSuffixFold(name, sep+s) {
@@ -43,11 +39,6 @@ func hasSuffixFold(s, suffix string) bool {
 	return len(s) > len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
 }
 
-// isNIfTI reports whether a file name has a NIfTI extension.
-func isNIfTI(name string) bool {
-	return hasSuffixFold(name, ".nii") || hasSuffixFold(name, ".nii.gz")
-}
-
 // listMasks maps case names to the NIfTI files of a folder; names claimed
 // by several files map to all of them.
 func listMasks(dir string) (map[string][]string, error) {
@@ -57,7 +48,7 @@ func listMasks(dir string) (map[string][]string, error) {
 	}
 	m := map[string][]string{}
 	for _, e := range entries {
-		if e.IsDir() || !isNIfTI(e.Name()) {
+		if e.IsDir() || !nifti.IsNIfTIName(e.Name()) {
 			continue
 		}
 		m[caseName(e.Name())] = append(m[caseName(e.Name())], filepath.Join(dir, e.Name()))

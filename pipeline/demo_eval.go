@@ -1,8 +1,7 @@
-package cli
+package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image/color"
@@ -24,8 +23,8 @@ import (
 // demoEngine opens the exported ONNX model in ONNX Runtime, as covseg
 // segment does. Without the ONNX Runtime library it falls back to the GoMLX
 // engine on the model file, saying so.
-func demoEngine(res *demoResult, threads int, log io.Writer) (infer.Engine, error) {
-	eng, err := openEngine(io.Discard, segmentFlags{modelPath: res.Paths.ONNX, engine: infer.EngineORT, threads: threads})
+func demoEngine(res *DemoResult, threads int, log io.Writer) (infer.Engine, error) {
+	eng, err := OpenEngine(res.Paths.ONNX, infer.EngineORT, threads, io.Discard)
 	if err == nil {
 		return eng, nil
 	}
@@ -33,7 +32,7 @@ func demoEngine(res *demoResult, threads int, log io.Writer) (infer.Engine, erro
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	fmt.Fprintf(log, "warning: %v\nwarning: segmenting with the GoMLX engine on %s instead (run scripts/setup for ONNX Runtime)\n", err, res.Paths.Checkpoint)
-	eng, err = openEngine(log, segmentFlags{modelPath: res.Paths.Checkpoint, engine: infer.EngineGoMLX})
+	eng, err = OpenEngine(res.Paths.Checkpoint, infer.EngineGoMLX, 0, log)
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
@@ -44,7 +43,7 @@ func demoEngine(res *demoResult, threads int, log io.Writer) (infer.Engine, erro
 // code path, compares each mask with the phantom's lesions, and writes the
 // severity report, its montage and a truth-versus-prediction montage of
 // the first one.
-func evaluateDemo(ctx context.Context, res *demoResult, cases []demoCase, dirs demoDirs, opt demoOptions, log io.Writer) error {
+func evaluateDemo(ctx context.Context, res *DemoResult, cases []demoCase, dirs demoDirs, opt DemoOptions, log io.Writer) error {
 	eng, err := demoEngine(res, opt.Threads, log)
 	if err != nil {
 		return err
@@ -67,7 +66,7 @@ func evaluateDemo(ctx context.Context, res *demoResult, cases []demoCase, dirs d
 		}
 		sc := segCase{name: dc.name, in: dc.image, stem: filepath.Join(dirs.seg, dc.name)}
 		sc.mask = sc.stem + "_mask.nii.gz"
-		out, ct, _, err := segmentCase(seg, sc, segmentFlags{})
+		out, ct, _, err := segmentCase(seg, sc, outputs{})
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -80,10 +79,8 @@ func evaluateDemo(ctx context.Context, res *demoResult, cases []demoCase, dirs d
 			return fmt.Errorf("demo: %s: %w", dc.name, err)
 		}
 		results = append(results, m)
-		cr := demoCaseResult{
-			Case: dc.name, Dice: m.Dice, IoU: m.IoU, HD95: m.HD95, NSD: m.NSD[0],
-			TruthML: m.TruthML, PredML: m.PredML, Mask: sc.mask,
-		}
+		cr := metrics.NewCaseResult(dc.name, m, nil, nil)
+		cr.Image, cr.Pred, cr.Truth = dc.image, sc.mask, dc.mask
 		res.Cases = append(res.Cases, cr)
 		fmt.Fprintf(log, "  %s: Dice %s, HD95 %s mm, truth %.1f ml, covseg %.1f ml\n", dc.name, orNA(fmtValue(m.Dice, 3)), orNA(fmtValue(m.HD95, 1)), m.TruthML, m.PredML)
 		if first {
@@ -108,7 +105,7 @@ func evaluateDemo(ctx context.Context, res *demoResult, cases []demoCase, dirs d
 // demoReport writes the severity report of one segmented phantom (with
 // the phantom's own lung mask) as JSON and Markdown, its montage, and a
 // montage of the phantom's lesions against covseg's.
-func demoReport(res *demoResult, dc demoCase, sc segCase, ct *volume.Volume, truth, pred *volume.Label, m *metrics.Result) error {
+func demoReport(res *DemoResult, dc demoCase, sc segCase, ct *volume.Volume, truth, pred *volume.Label, m *metrics.Result) error {
 	lungs, _, err := nifti.ReadLabel(dc.lungs)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -124,7 +121,7 @@ func demoReport(res *demoResult, dc demoCase, sc segCase, ct *volume.Volume, tru
 	if err != nil {
 		return fmt.Errorf("demo: %s: %w", dc.name, err)
 	}
-	res.Severity = demoSeverity{
+	res.Severity = DemoSeverity{
 		Case: dc.name, Category: r.Category, InvolvementPct: r.InvolvementPct, InfiltrateML: r.InfiltrateML, LungML: r.LungML,
 		TruthInvolPct: truthRep.InvolvementPct, TruthCategory: truthRep.Category,
 	}
@@ -165,15 +162,8 @@ func demoReport(res *demoResult, dc demoCase, sc segCase, ct *volume.Volume, tru
 
 // writeDemoSummary writes demo.json (the object --json prints) and
 // demo.md.
-func writeDemoSummary(res *demoResult) error {
-	js, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	if err := atomicfile.Write(res.Paths.Summary, func(w io.Writer) error {
-		_, err := w.Write(append(js, '\n'))
-		return err
-	}); err != nil {
+func writeDemoSummary(res *DemoResult) error {
+	if err := writeJSONFile(res.Paths.Summary, res); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	return atomicfile.Write(res.Paths.SummaryMD, func(w io.Writer) error {
@@ -183,7 +173,7 @@ func writeDemoSummary(res *demoResult) error {
 }
 
 // demoMarkdown renders the demo's result for people.
-func demoMarkdown(r *demoResult) string {
+func demoMarkdown(r *DemoResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# covseg demo\n\n> **%s.**\n\n", r.Note)
 	fmt.Fprintf(&b, "Mean Dice on %d held-out synthetic phantoms: **%.3f**", len(r.Cases), r.DiceMean)
@@ -194,7 +184,7 @@ func demoMarkdown(r *demoResult) string {
 	mdRow(&b, []string{"phantom", "Dice", "IoU", "HD95 (mm)", "truth (ml)", "covseg (ml)"})
 	mdRow(&b, []string{"---", "---:", "---:", "---:", "---:", "---:"})
 	for _, c := range r.Cases {
-		mdRow(&b, []string{c.Case, fmtValue(c.Dice, 3), fmtValue(c.IoU, 3), fmtValue(c.HD95, 1), fmt.Sprintf("%.1f", c.TruthML), fmt.Sprintf("%.1f", c.PredML)})
+		mdRow(&b, []string{c.Case, fmtValue(c.Dice, 3), fmtValue(c.IoU, 3), fmtValue(c.HD95, 1), fmtValue(c.TruthML, 1), fmtValue(c.PredML, 1)})
 	}
 	t := r.Training
 	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), input %dx%dx%d, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",

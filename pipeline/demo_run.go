@@ -1,4 +1,4 @@
-package cli
+package pipeline
 
 import (
 	"context"
@@ -9,15 +9,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/covseg/covseg/engine/onnx"
+	"github.com/covseg/covseg/infer"
+	"github.com/covseg/covseg/internal/procstat"
+
 	"github.com/covseg/covseg/data/phantom"
 	"github.com/covseg/covseg/eval/metrics"
 	"github.com/covseg/covseg/train"
 	"github.com/covseg/covseg/volume"
 )
 
-// demoConfig is what the demo makes and how it trains. defaultDemoConfig is
+// DemoConfig is what the demo makes and how it trains. DefaultDemoConfig is
 // the full demo; the tests shrink it.
-type demoConfig struct {
+type DemoConfig struct {
 	// Phantom is the phantoms' size, spacing and lesions.
 	Phantom phantom.Config
 	// Train, Val and Test count the phantoms of each split.
@@ -36,7 +40,7 @@ type demoConfig struct {
 	TargetDice float64
 }
 
-// defaultDemoConfig is the demo that fits 10 minutes on two cores:
+// DefaultDemoConfig is the demo that fits 10 minutes on two cores:
 //
 //   - 32x32x16 phantoms of 10.5 x 10.5 x 8 mm voxels: the default 336 mm
 //     field of view across and a 128 mm slab of chest, three to five lesions
@@ -53,12 +57,12 @@ type demoConfig struct {
 //     same 432 steps, gave 0.82 (min 0.66), and 24 for 11 epochs 0.80 —
 //     more distinct phantoms generalise better than more passes. A peak
 //     learning rate of 2e-2 gave the same 0.86.
-func defaultDemoConfig() demoConfig {
+func DefaultDemoConfig() DemoConfig {
 	p := phantom.Small(volume.Dims{32, 32, 16})
 	p.Spacing[2] = 8
 	p.MinLesions, p.MaxLesions = 3, 5
 	p.LesionScale = 1.6
-	return demoConfig{
+	return DemoConfig{
 		Phantom: p,
 		Train:   48, Val: 4, Test: 8,
 		Grid:       [3]int{16, 32, 32},
@@ -69,32 +73,30 @@ func defaultDemoConfig() demoConfig {
 	}
 }
 
-// demoOptions configure one run of the demo.
-type demoOptions struct {
-	Config  demoConfig
-	Dir     string
-	Seed    uint64
+// DemoOptions configure one run of the demo.
+type DemoOptions struct {
+	// Config is what the demo makes and how it trains; the zero value
+	// means DefaultDemoConfig().
+	Config DemoConfig
+	// Dir is the output folder (created; refused if it holds a previous
+	// demo's training run).
+	Dir string
+	// Seed seeds the phantoms, the network's initialisation and the data
+	// order.
+	Seed uint64
+	// Epochs, when above 0, fixes the number of training epochs (the
+	// budget still stops training); 0 lets a calibration step choose.
+	Epochs int
+	// Threads are ONNX Runtime's threads; 0 means one per physical core.
 	Threads int
 	// Budget is the whole demo's time budget.
 	Budget time.Duration
-	// Log receives the progress.
+	// Log receives the progress; nil discards it.
 	Log io.Writer
 }
 
-// demoCaseResult is one held-out phantom's figures.
-type demoCaseResult struct {
-	Case    string        `json:"case"`
-	Dice    metrics.Value `json:"dice"`
-	IoU     metrics.Value `json:"iou"`
-	HD95    metrics.Value `json:"hd95_mm"`
-	NSD     metrics.Value `json:"nsd_1mm"`
-	TruthML float64       `json:"truth_ml"`
-	PredML  float64       `json:"pred_ml"`
-	Mask    string        `json:"mask"`
-}
-
-// demoTraining says how the training went.
-type demoTraining struct {
+// DemoTraining says how the training went.
+type DemoTraining struct {
 	Backend       string  `json:"backend"`
 	Width         float64 `json:"width"`
 	Params        int     `json:"params"`
@@ -113,8 +115,8 @@ type demoTraining struct {
 	Init          string  `json:"init"`
 }
 
-// demoPaths lists what the demo wrote.
-type demoPaths struct {
+// DemoPaths lists what the demo wrote.
+type DemoPaths struct {
 	Dir          string `json:"dir"`
 	Phantoms     string `json:"phantoms"`
 	Manifest     string `json:"manifest"`
@@ -132,8 +134,8 @@ type demoPaths struct {
 	SummaryMD    string `json:"summary_markdown"`
 }
 
-// demoSeverity is the headline of the report of the segmented phantom.
-type demoSeverity struct {
+// DemoSeverity is the headline of the report of the segmented phantom.
+type DemoSeverity struct {
 	Case           string   `json:"case"`
 	Category       string   `json:"category"`
 	InvolvementPct *float64 `json:"involvement_pct"`
@@ -143,32 +145,32 @@ type demoSeverity struct {
 	TruthCategory  string   `json:"truth_category"`
 }
 
-// demoResult is what the demo prints with --json and writes to demo.json.
-type demoResult struct {
-	Synthetic  bool             `json:"synthetic"`
-	Note       string           `json:"note"`
-	Version    string           `json:"version"`
-	Seed       uint64           `json:"seed"`
-	DiceMean   float64          `json:"dice_mean"`
-	DiceSD     metrics.Value    `json:"dice_sd"`
-	DiceMin    float64          `json:"dice_min"`
-	TargetDice float64          `json:"target_dice"`
-	TargetMet  bool             `json:"target_met"`
-	Cases      []demoCaseResult `json:"cases"`
-	Seconds    float64          `json:"seconds"`
+// DemoResult is what the demo prints with --json and writes to demo.json.
+type DemoResult struct {
+	Synthetic  bool                 `json:"synthetic"`
+	Note       string               `json:"note"`
+	Version    string               `json:"version"`
+	Seed       uint64               `json:"seed"`
+	DiceMean   float64              `json:"dice_mean"`
+	DiceSD     metrics.Value        `json:"dice_sd"`
+	DiceMin    float64              `json:"dice_min"`
+	TargetDice float64              `json:"target_dice"`
+	TargetMet  bool                 `json:"target_met"`
+	Cases      []metrics.CaseResult `json:"cases"`
+	Seconds    float64              `json:"seconds"`
 	// CPUSeconds is the process's user + system time; null where the
 	// system does not say.
 	CPUSeconds *float64           `json:"cpu_seconds"`
 	Timings    map[string]float64 `json:"timings_s"`
-	Phantoms   demoPhantoms       `json:"phantoms"`
-	Training   demoTraining       `json:"training"`
+	Phantoms   DemoPhantoms       `json:"phantoms"`
+	Training   DemoTraining       `json:"training"`
 	Engine     string             `json:"engine"`
-	Severity   demoSeverity       `json:"severity"`
-	Paths      demoPaths          `json:"paths"`
+	Severity   DemoSeverity       `json:"severity"`
+	Paths      DemoPaths          `json:"paths"`
 }
 
-// demoPhantoms describes the synthetic data.
-type demoPhantoms struct {
+// DemoPhantoms describes the synthetic data.
+type DemoPhantoms struct {
 	Train, Val, Test int        `json:"-"`
 	Counts           [3]int     `json:"train_val_test"`
 	Dims             [3]int     `json:"dims"`
@@ -178,11 +180,25 @@ type demoPhantoms struct {
 	NoiseHU          float64    `json:"noise_hu"`
 }
 
-// runDemo runs the demo: phantoms, training, export, segmentation,
-// evaluation and report, within opt.Budget.
-func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
+// Demo runs covseg end to end on synthetic chest CT phantoms within
+// opt.Budget: phantoms, training, export to ONNX, segmentation of the
+// held-out phantoms, evaluation and a severity report. It writes everything
+// under opt.Dir (demo.json holds the result) and returns the result.
+func Demo(ctx context.Context, opt DemoOptions) (*DemoResult, error) {
+	if opt.Budget <= 0 {
+		return nil, fmt.Errorf("demo: time budget %v: want more than 0", opt.Budget)
+	}
+	if opt.Epochs < 0 {
+		return nil, fmt.Errorf("demo: %d epochs: want 0 (automatic) or more", opt.Epochs)
+	}
+	if opt.Config.Train == 0 {
+		opt.Config = DefaultDemoConfig()
+	}
+	if opt.Epochs > 0 {
+		opt.Config.Epochs, opt.Config.FixedEpochs = opt.Epochs, true
+	}
 	start := time.Now()
-	cpu0, cpuOK := cpuSeconds()
+	cpu0 := procstat.CPUTime()
 	deadline := start.Add(opt.Budget)
 	log := opt.Log
 	if log == nil {
@@ -196,15 +212,15 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	fmt.Fprintf(log, "covseg demo — %s.\n", syntheticNote)
 	fmt.Fprintf(log, "output folder %s; time budget %s; seed %d\n", opt.Dir, opt.Budget.Round(time.Second), opt.Seed)
 
-	res := &demoResult{
+	res := &DemoResult{
 		Synthetic: true, Note: syntheticNote, Version: Version, Seed: opt.Seed,
 		TargetDice: c.TargetDice, Timings: map[string]float64{},
-		Phantoms: demoPhantoms{
+		Phantoms: DemoPhantoms{
 			Counts: [3]int{c.Train, c.Val, c.Test}, Dims: [3]int(c.Phantom.Dims), SpacingMM: c.Phantom.Spacing,
 			Lesions: [2]int{c.Phantom.MinLesions, c.Phantom.MaxLesions}, LesionScale: c.Phantom.LesionScale, NoiseHU: c.Phantom.NoiseHU,
 		},
 	}
-	res.Paths = demoPaths{
+	res.Paths = DemoPaths{
 		Dir: opt.Dir, Phantoms: dirs.phantoms, Run: dirs.run, Segmentation: dirs.seg,
 		ONNX:      filepath.Join(opt.Dir, "model.onnx"),
 		Summary:   filepath.Join(opt.Dir, "demo.json"),
@@ -229,8 +245,8 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	res.Timings["training"] = time.Since(t).Seconds()
 
 	t = time.Now()
-	if err := exportDemoModel(res.Paths.Checkpoint, res.Paths.ONNX); err != nil {
-		return nil, err
+	if _, err := infer.ExportCheckpoint(res.Paths.Checkpoint, res.Paths.ONNX, Version, onnx.Options{}); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
 	}
 	fmt.Fprintf(log, "exported %s\n", res.Paths.ONNX)
 	res.Timings["export"] = time.Since(t).Seconds()
@@ -242,8 +258,8 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	res.Timings["segment_evaluate_report"] = time.Since(t).Seconds()
 
 	res.Seconds = time.Since(start).Seconds()
-	if cpu1, ok := cpuSeconds(); ok && cpuOK {
-		cpu := cpu1 - cpu0
+	if cpu1 := procstat.CPUTime(); cpu1 > 0 {
+		cpu := (cpu1 - cpu0).Seconds()
 		res.CPUSeconds = &cpu
 	}
 	if err := writeDemoSummary(res); err != nil {
@@ -252,8 +268,12 @@ func runDemo(ctx context.Context, opt demoOptions) (*demoResult, error) {
 	return res, nil
 }
 
-// summary is the human-readable ending of the demo.
-func (r *demoResult) summary() string {
+// WriteJSON writes the result as one indented JSON object, as demo.json
+// holds it.
+func (r *DemoResult) WriteJSON(w io.Writer) error { return encodeJSON(w, r) }
+
+// Summary is the human-readable ending of the demo.
+func (r *DemoResult) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s\n\n", r.Note)
 	fmt.Fprintf(&b, "held-out synthetic phantoms: %d, mean Dice %.3f", len(r.Cases), r.DiceMean)

@@ -1,4 +1,4 @@
-package cli
+package pipeline
 
 import (
 	"fmt"
@@ -39,7 +39,7 @@ type demoData struct {
 // to dir as NIfTI (images/, masks/, lungs/) with a manifest that covseg
 // train reads. Each phantom's seed is drawn from seed, so the same seed
 // gives the same phantoms.
-func writeDemoPhantoms(dir string, c demoConfig, seed uint64, log io.Writer) (*demoData, error) {
+func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*demoData, error) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed_de30))
 	var cases []demoCase
 	var lesion, total int

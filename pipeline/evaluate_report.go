@@ -1,4 +1,4 @@
-package cli
+package pipeline
 
 import (
 	"encoding/csv"
@@ -13,119 +13,96 @@ import (
 	"github.com/covseg/covseg/internal/atomicfile"
 )
 
-// report is what covseg evaluate prints: per-case rows and the summary.
-type report struct {
-	Taus    []float64    `json:"taus_mm"`
-	Label   int          `json:"label"` // 0: voxels > 0
-	Cases   []caseJSON   `json:"cases"`
-	Summary summaryJSON  `json:"summary"`
-	results []caseResult // in case order
-	sum     metrics.Summary
+// EvaluateReport is what Evaluate found: per-case results and the
+// summary. Its JSON (WriteJSON) is one object with taus_mm, label, cases
+// (metrics.CaseResult) and summary.
+type EvaluateReport struct {
+	Taus    []float64            `json:"taus_mm"`
+	Label   int                  `json:"label"` // 0: voxels > 0
+	Cases   []metrics.CaseResult `json:"cases"`
+	Summary EvaluateSummary      `json:"summary"`
 }
 
-// caseJSON is one case in the JSON output; figures are null where
-// undefined and for failed cases.
-type caseJSON struct {
-	Case        string                   `json:"case"`
-	Pred        string                   `json:"pred"`
-	Truth       string                   `json:"truth"`
-	Error       string                   `json:"error,omitempty"`
-	Dice        metrics.Value            `json:"dice"`
-	IoU         metrics.Value            `json:"iou"`
-	Sensitivity metrics.Value            `json:"sensitivity"`
-	Precision   metrics.Value            `json:"precision"`
-	HD95        metrics.Value            `json:"hd95"`
-	HD          metrics.Value            `json:"hd"`
-	NSD         metrics.Value            `json:"nsd"` // at the first tau
-	NSDByTau    map[string]metrics.Value `json:"nsd_by_tau"`
-	TruthML     metrics.Value            `json:"truth_ml"`
-	PredML      metrics.Value            `json:"pred_ml"`
-	DiffML      metrics.Value            `json:"diff_ml"` // pred_ml − truth_ml
-	TruthVoxels *int                     `json:"truth_voxels"`
-	PredVoxels  *int                     `json:"pred_voxels"`
+// EvaluateSummary is the report's summary: counts, pooled Dice and
+// per-figure statistics (mean, sample SD, median, min, max, n) over the
+// evaluated cases, under the keys of metrics.CaseResult (dice, hd95_mm,
+// nsd_<τ>mm, volume_diff_ml, ...).
+type EvaluateSummary struct {
+	Cases       int           `json:"cases"`
+	Evaluated   int           `json:"evaluated"`
+	Failed      int           `json:"failed"`
+	EmptyTruths int           `json:"empty_truths"`
+	EmptyPreds  int           `json:"empty_preds"`
+	BothEmpty   int           `json:"both_empty"`
+	PooledDice  metrics.Value `json:"pooled_dice"`
+	Dice        metrics.Stat  `json:"dice"`
+	IoU         metrics.Stat  `json:"iou"`
+	Sensitivity metrics.Stat  `json:"sensitivity"`
+	Precision   metrics.Stat  `json:"precision"`
+	HD95        metrics.Stat  `json:"hd95_mm"`
+	HD          metrics.Stat  `json:"hd_mm"`
+	// NSD holds one statistic per tolerance of Taus: keys nsd_<τ>mm.
+	Taus    []float64      `json:"-"`
+	NSD     []metrics.Stat `json:"-"`
+	TruthML metrics.Stat   `json:"truth_ml"`
+	PredML  metrics.Stat   `json:"pred_ml"`
+	DiffML  metrics.Stat   `json:"volume_diff_ml"`
 }
 
-// summaryJSON is the JSON summary: counts, pooled Dice and per-figure
-// statistics (mean, sample SD, median, min, max, n) over evaluated cases.
-type summaryJSON struct {
-	Cases       int                     `json:"cases"`
-	Evaluated   int                     `json:"evaluated"`
-	Failed      int                     `json:"failed"`
-	EmptyTruths int                     `json:"empty_truths"`
-	EmptyPreds  int                     `json:"empty_preds"`
-	BothEmpty   int                     `json:"both_empty"`
-	PooledDice  metrics.Value           `json:"pooled_dice"`
-	Dice        metrics.Stat            `json:"dice"`
-	IoU         metrics.Stat            `json:"iou"`
-	Sensitivity metrics.Stat            `json:"sensitivity"`
-	Precision   metrics.Stat            `json:"precision"`
-	HD95        metrics.Stat            `json:"hd95"`
-	HD          metrics.Stat            `json:"hd"`
-	NSD         metrics.Stat            `json:"nsd"` // at the first tau
-	NSDByTau    map[string]metrics.Stat `json:"nsd_by_tau"`
-	TruthML     metrics.Stat            `json:"truth_ml"`
-	PredML      metrics.Stat            `json:"pred_ml"`
-	DiffML      metrics.Stat            `json:"diff_ml"`
+// evaluateSummaryFields is EvaluateSummary without its methods.
+type evaluateSummaryFields EvaluateSummary
+
+// MarshalJSON writes the summary with one nsd_<τ>mm key per tolerance.
+func (s EvaluateSummary) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(evaluateSummaryFields(s))
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]any, len(s.Taus))
+	for i := range s.Taus {
+		vals[i] = s.NSD[i]
+	}
+	return metrics.AppendNSDKeys(b, s.Taus, vals)
 }
 
-func newReport(results []caseResult, o evalOptions) *report {
-	rep := &report{Taus: o.taus, Label: o.label, results: results}
+func newReport(cases []evalCase, results []metrics.CaseResult, o EvaluateOptions) *EvaluateReport {
+	rep := &EvaluateReport{Taus: o.Taus, Label: o.Label, Cases: results}
 	var ok []*metrics.Result
 	for _, r := range results {
-		rep.Cases = append(rep.Cases, newCaseJSON(r, o.taus))
-		if r.err == nil {
-			ok = append(ok, r.res)
+		if r.Result != nil {
+			ok = append(ok, r.Result)
 		}
 	}
-	rep.sum = metrics.Summarize(ok)
-	s := rep.sum
-	rep.Summary = summaryJSON{
+	s := metrics.Summarize(ok)
+	rep.Summary = EvaluateSummary{
 		Cases: len(results), Evaluated: len(ok), Failed: len(results) - len(ok),
 		EmptyTruths: s.EmptyTruths, EmptyPreds: s.EmptyPreds, BothEmpty: s.BothEmpty,
 		PooledDice: s.PooledDice, Dice: s.Dice, IoU: s.IoU, Sensitivity: s.Sensitivity,
 		Precision: s.Precision, HD95: s.HD95, HD: s.HD,
-		NSDByTau: map[string]metrics.Stat{},
-		TruthML:  s.TruthML, PredML: s.PredML, DiffML: s.DiffML,
+		Taus:    o.Taus,
+		TruthML: s.TruthML, PredML: s.PredML, DiffML: s.DiffML,
 	}
-	for i, tau := range o.taus {
+	for i := range o.Taus {
 		st := metrics.Describe(nil)
 		if i < len(s.NSD) {
 			st = s.NSD[i]
 		}
-		rep.Summary.NSDByTau[tauKey(tau)] = st
-		if i == 0 {
-			rep.Summary.NSD = st
-		}
+		rep.Summary.NSD = append(rep.Summary.NSD, st)
 	}
 	return rep
 }
 
-func newCaseJSON(r caseResult, taus []float64) caseJSON {
-	u := metrics.Undefined()
-	c := caseJSON{Case: r.name, Pred: r.pred, Truth: r.truth, NSDByTau: map[string]metrics.Value{},
-		Dice: u, IoU: u, Sensitivity: u, Precision: u, HD95: u, HD: u, NSD: u, TruthML: u, PredML: u, DiffML: u}
-	for _, tau := range taus {
-		c.NSDByTau[tauKey(tau)] = u
+// Err says how many cases failed, or is nil when every case was
+// evaluated.
+func (rep *EvaluateReport) Err() error {
+	if n := rep.Summary.Failed; n > 0 {
+		return fmt.Errorf("evaluate: %d of %d cases failed", n, len(rep.Cases))
 	}
-	if r.err != nil {
-		c.Error = r.err.Error()
-		return c
-	}
-	m := r.res
-	c.Dice, c.IoU, c.Sensitivity, c.Precision, c.HD95, c.HD = m.Dice, m.IoU, m.Sensitivity, m.Precision, m.HD95, m.HD
-	for i, tau := range m.Taus {
-		c.NSDByTau[tauKey(tau)] = m.NSD[i]
-	}
-	c.NSD = m.NSD[0]
-	c.TruthML, c.PredML, c.DiffML = metrics.Value(m.TruthML), metrics.Value(m.PredML), metrics.Value(m.DiffML)
-	c.TruthVoxels, c.PredVoxels = &m.TruthVoxels, &m.PredVoxels
-	return c
+	return nil
 }
 
 // tauKey names a tolerance in JSON keys and column headers: "1", "2.5".
 func tauKey(tau float64) string { return strconv.FormatFloat(tau, 'g', -1, 64) }
-
-func (rep *report) failed() int { return rep.Summary.Failed }
 
 // writeFile writes path atomically with fill.
 func writeFile(path string, fill func(io.Writer) error) error {
@@ -135,7 +112,8 @@ func writeFile(path string, fill func(io.Writer) error) error {
 	return nil
 }
 
-func (rep *report) writeJSON(w io.Writer) error {
+// WriteJSON writes the report as one indented JSON object.
+func (rep *EvaluateReport) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
@@ -151,26 +129,26 @@ func fmtValue(v metrics.Value, decimals int) string {
 
 // columns returns the per-case column headers and a row formatter; full
 // precision (-1 decimals) for CSV, rounded for tables.
-func (rep *report) columns(dist, score, ml int) ([]string, func(caseJSON) []string) {
+func (rep *EvaluateReport) columns(dist, score, ml int) ([]string, func(metrics.CaseResult) []string) {
 	head := []string{"dice", "iou", "sensitivity", "precision", "hd95_mm", "hd_mm"}
 	for _, t := range rep.Taus {
-		head = append(head, "nsd_"+tauKey(t)+"mm")
+		head = append(head, metrics.NSDKey(t))
 	}
-	head = append(head, "truth_ml", "pred_ml", "diff_ml")
-	row := func(c caseJSON) []string {
+	head = append(head, "truth_ml", "pred_ml", "volume_diff_ml")
+	row := func(c metrics.CaseResult) []string {
 		r := []string{fmtValue(c.Dice, score), fmtValue(c.IoU, score), fmtValue(c.Sensitivity, score),
 			fmtValue(c.Precision, score), fmtValue(c.HD95, dist), fmtValue(c.HD, dist)}
 		for _, t := range rep.Taus {
-			r = append(r, fmtValue(c.NSDByTau[tauKey(t)], score))
+			r = append(r, fmtValue(c.NSDAt(t), score))
 		}
 		return append(r, fmtValue(c.TruthML, ml), fmtValue(c.PredML, ml), fmtValue(c.DiffML, ml))
 	}
 	return head, row
 }
 
-// writeCSV writes one row per case: case, paths, figures at full
+// WriteCSV writes one row per case: case, paths, figures at full
 // precision (empty where undefined), voxel counts and the error if any.
-func (rep *report) writeCSV(w io.Writer) error {
+func (rep *EvaluateReport) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	head, row := rep.columns(-1, -1, -1)
 	cw.Write(append(append([]string{"case", "pred", "truth"}, head...), "truth_voxels", "pred_voxels", "error"))
@@ -187,7 +165,7 @@ func (rep *report) writeCSV(w io.Writer) error {
 
 // statRows returns the summary as rows: figure, mean ± SD, median, min,
 // max, n.
-func (rep *report) statRows() [][]string {
+func (rep *EvaluateReport) statRows() [][]string {
 	s := rep.Summary
 	type named struct {
 		name     string
@@ -196,8 +174,8 @@ func (rep *report) statRows() [][]string {
 	}
 	list := []named{{"Dice", s.Dice, 4}, {"IoU", s.IoU, 4}, {"sensitivity", s.Sensitivity, 4},
 		{"precision", s.Precision, 4}, {"HD95 (mm)", s.HD95, 2}, {"HD (mm)", s.HD, 2}}
-	for _, t := range rep.Taus {
-		list = append(list, named{"NSD at " + tauKey(t) + " mm", s.NSDByTau[tauKey(t)], 4})
+	for i, t := range rep.Taus {
+		list = append(list, named{"NSD at " + tauKey(t) + " mm", s.NSD[i], 4})
 	}
 	list = append(list, named{"truth (ml)", s.TruthML, 2}, named{"prediction (ml)", s.PredML, 2},
 		named{"pred − truth (ml)", s.DiffML, 2})
@@ -218,14 +196,14 @@ func orNA(s string) string {
 }
 
 // countsLine says how many cases were evaluated, failed and empty.
-func (rep *report) countsLine() string {
+func (rep *EvaluateReport) countsLine() string {
 	s := rep.Summary
 	return fmt.Sprintf("%d cases: %d evaluated, %d failed; empty truths %d, empty predictions %d, both empty %d; pooled Dice %s",
 		s.Cases, s.Evaluated, s.Failed, s.EmptyTruths, s.EmptyPreds, s.BothEmpty, orNA(fmtValue(s.PooledDice, 4)))
 }
 
-// writeTable prints the cases, failures and summary for a terminal.
-func (rep *report) writeTable(w io.Writer) error {
+// WriteTable prints the cases, failures and summary for a terminal.
+func (rep *EvaluateReport) WriteTable(w io.Writer) error {
 	head, row := rep.columns(2, 4, 2)
 	rows := [][]string{append([]string{"case"}, head...)}
 	for _, c := range rep.Cases {
@@ -276,8 +254,8 @@ func writeAligned(w io.Writer, rows [][]string) {
 	}
 }
 
-// writeMarkdown writes the cases and the summary as Markdown tables.
-func (rep *report) writeMarkdown(w io.Writer) error {
+// WriteMarkdown writes the cases and the summary as Markdown tables.
+func (rep *EvaluateReport) WriteMarkdown(w io.Writer) error {
 	head, row := rep.columns(2, 4, 2)
 	fmt.Fprintf(w, "# covseg evaluate\n\n%s.\n\n", rep.countsLine())
 	mdRow(w, append([]string{"case"}, head...))
@@ -310,7 +288,7 @@ func (rep *report) writeMarkdown(w io.Writer) error {
 	return err
 }
 
-func (rep *report) labelRule() string {
+func (rep *EvaluateReport) labelRule() string {
 	if rep.Label == 0 {
 		return "> 0"
 	}

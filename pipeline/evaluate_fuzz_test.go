@@ -1,4 +1,4 @@
-package cli
+package pipeline
 
 import (
 	"os"
@@ -50,4 +50,24 @@ func FuzzCaseName(f *testing.F) {
 			t.Errorf("caseName(%q) = %q is longer than the base name", s, got)
 		}
 	})
+}
+
+// TestCaseName: the NIfTI extension (any letter case) and one mask suffix
+// go.
+func TestCaseName(t *testing.T) {
+	for in, want := range map[string]string{
+		"study_0255_mask.nii.gz":    "study_0255",
+		"study_0255.nii.gz":         "study_0255",
+		"dir/case-01_PRED.nii":      "case-01",
+		"case.seg.nii.gz":           "case",
+		"coronacases_001.nii.gz":    "coronacases_001",
+		"mask.nii.gz":               "mask",
+		"x_segmentation.NII.GZ":     "x",
+		"lesion_gt_mask.nii.gz":     "lesion_gt",
+		"radiopaedia_4_85506_1.nii": "radiopaedia_4_85506_1",
+	} {
+		if got := caseName(in); got != want {
+			t.Errorf("caseName(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

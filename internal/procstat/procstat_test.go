@@ -1,0 +1,51 @@
+package procstat
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestStartPeakHeapSeesAnAllocation: a 64 MiB slice held while sampling
+// shows in the peak.
+func TestStartPeakHeapSeesAnAllocation(t *testing.T) {
+	stop := StartPeakHeap()
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	time.Sleep(60 * time.Millisecond)
+	peak := stop()
+	if buf[12345] != byte(12345%256) || peak < 64<<20 {
+		t.Errorf("peak heap %d bytes while holding 64 MiB", peak)
+	}
+}
+
+// TestCPUTimeAndPeakRSS: a 30 ms busy loop shows in the CPU time, and
+// the peak RSS covers at least a touched 32 MiB buffer (on unix; elsewhere
+// both are 0 by definition).
+func TestCPUTimeAndPeakRSS(t *testing.T) {
+	c0 := CPUTime()
+	x := 0
+	for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
+		x++
+	}
+	c1 := CPUTime()
+	buf := make([]byte, 32<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	rss := PeakRSS()
+	if runtime.GOOS == "windows" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" || runtime.GOOS == "plan9" {
+		if c1 != 0 || rss != 0 {
+			t.Errorf("CPUTime %v, PeakRSS %d where getrusage is missing: want 0", c1, rss)
+		}
+		return
+	}
+	if c1-c0 < 5*time.Millisecond || x == 0 {
+		t.Errorf("CPU time grew by %v over a 30 ms busy loop", c1-c0)
+	}
+	if rss < 32<<20 || buf[len(buf)-1] != 1 {
+		t.Errorf("peak RSS %d bytes after touching 32 MiB", rss)
+	}
+}

@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/covseg/covseg/data/dataset"
+	"github.com/covseg/covseg/data/phantom"
+	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/volume"
+	"github.com/covseg/covseg/volume/nifti"
+)
+
+// tinyDemoConfig is the demo shrunk to seconds: the plumbing, not the Dice.
+func tinyDemoConfig() DemoConfig {
+	c := DefaultDemoConfig()
+	c.Phantom = phantom.Small(volume.Dims{24, 20, 8})
+	c.Phantom.MinLesions, c.Phantom.MaxLesions, c.Phantom.LesionScale = 2, 3, 1.6
+	c.Train, c.Val, c.Test = 2, 1, 2
+	c.Grid = [3]int{8, 16, 24} // layer4 is 1x1x2: BatchNorm needs two values
+	c.Width = 1.0 / 32
+	c.Epochs = 2
+	return c
+}
+
+// TestDemoTiny runs the whole demo at tiny sizes and checks the JSON
+// object it writes to demo.json (the one covseg demo --json prints), the
+// files it names and that every output says the data are synthetic.
+func TestDemoTiny(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	var log bytes.Buffer
+	out, err := Demo(context.Background(), DemoOptions{Config: tinyDemoConfig(), Dir: dir, Seed: 3, Budget: 10 * time.Minute, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Log(log.String())
+	if !strings.Contains(log.String(), "SYNTHETIC") {
+		t.Errorf("the progress does not say the data are synthetic:\n%s", log.String())
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "demo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	if err := dec.Decode(&obj); err != nil {
+		t.Fatalf("demo.json is not a JSON object: %v\n%s", err, js)
+	}
+	if dec.More() {
+		t.Errorf("more than one JSON value in demo.json")
+	}
+	var res DemoResult
+	if err := json.Unmarshal(js, &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"synthetic", "dice_mean", "cases", "seconds", "paths", "training", "engine"} {
+		if _, ok := obj[k]; !ok {
+			t.Errorf("JSON has no %q: %s", k, js)
+		}
+	}
+	// Every held-out phantom is a metrics.CaseResult: the unified keys.
+	cases, _ := obj["cases"].([]any)
+	for _, c := range cases {
+		for _, k := range []string{"case", "dice", "iou", "hd95_mm", "nsd_1mm", "truth_ml", "pred_ml", "volume_diff_ml", "pred", "truth"} {
+			if _, ok := c.(map[string]any)[k]; !ok {
+				t.Errorf("case %v has no %q", c, k)
+			}
+		}
+	}
+	if res.DiceMean != out.DiceMean || len(res.Cases) != len(out.Cases) || len(res.Cases) == 0 || res.Cases[0].NSDAt(1) != out.Cases[0].NSDAt(1) {
+		t.Errorf("demo.json %+v differs from the result %+v", res, out)
+	}
+	if obj["synthetic"] != true {
+		t.Errorf("synthetic = %v", obj["synthetic"])
+	}
+	if len(cases) != 2 {
+		t.Errorf("cases = %v, want the 2 held-out phantoms", obj["cases"])
+	}
+	if d := res.DiceMean; !(d >= 0 && d <= 1) {
+		t.Errorf("dice_mean %v", d)
+	}
+	if res.Seed != 3 || res.Seconds <= 0 {
+		t.Errorf("seed %d, seconds %v", res.Seed, res.Seconds)
+	}
+	if res.Training.EpochsDone != 2 || res.Training.Epochs != 2 || res.Training.Steps != 4 {
+		t.Errorf("training %+v, want 2 epochs of 2 steps", res.Training)
+	}
+
+	p := res.Paths
+	for _, f := range []string{p.Manifest, p.Checkpoint, p.ONNX, p.CT, p.Mask, p.ReportJSON, p.ReportMD, p.Montage, p.Comparison, p.Summary, p.SummaryMD} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, f := range []string{p.Montage, p.Comparison} {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(fh); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		fh.Close()
+	}
+	for _, f := range []string{p.ReportJSON, p.ReportMD, p.Summary, p.SummaryMD, filepath.Join(p.Phantoms, "README.txt")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "SYNTHETIC") {
+			t.Errorf("%s does not say the data are synthetic", f)
+		}
+	}
+
+	// The phantoms are a manifest covseg train reads; the mask lies on its
+	// CT's grid.
+	m, err := dataset.ReadManifest(p.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := [3]int{len(m.Select(dataset.Train)), len(m.Select(dataset.Val)), len(m.Select(dataset.Test))}; n != [3]int{2, 1, 2} {
+		t.Errorf("manifest splits %v", n)
+	}
+	ct, _, err := nifti.ReadVolume(p.CT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask, _, err := nifti.ReadLabel(p.Mask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mask.Dims != ct.Dims || !mask.Affine.Equal(ct.Affine, 1e-4) {
+		t.Errorf("mask %v %v on CT %v %v", mask.Dims, mask.Affine, ct.Dims, ct.Affine)
+	}
+	// The trained model prepares CTs as the training data were: the
+	// canonical orientation, the demo's grid.
+	mcfg, _, err := model.Load(p.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mcfg.Preprocess.Orientation != "RAS" || mcfg.Preprocess.Grid != [3]int{8, 16, 24} || mcfg.Width != 1.0/32 {
+		t.Errorf("model preprocessing %+v width %v", mcfg.Preprocess, mcfg.Width)
+	}
+
+	// A second demo into the same folder is refused before any work.
+	_, err = Demo(context.Background(), DemoOptions{Config: tinyDemoConfig(), Dir: dir, Budget: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "already holds") {
+		t.Errorf("second demo in %s: %v", dir, err)
+	}
+}
+
+// TestDemoBudgetTooShort: a budget that ends before the first epoch gives
+// a clear error, not a model.
+func TestDemoBudgetTooShort(t *testing.T) {
+	c := tinyDemoConfig()
+	c.FixedEpochs = true
+	_, err := Demo(context.Background(), DemoOptions{Config: c, Dir: t.TempDir(), Budget: time.Millisecond})
+	if !errors.Is(err, ErrNoEpoch) {
+		t.Errorf("err = %v, want ErrNoEpoch", err)
+	}
+}

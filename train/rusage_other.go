@@ -1,6 +1,0 @@
-//go:build !unix
-
-package train
-
-// peakRSSMB is unknown on this system.
-func peakRSSMB() float64 { return 0 }
