@@ -109,31 +109,39 @@ type segFrame struct{ seg, k int }
 
 // EncodeSEG writes the Segmentation (see WriteSEG) to out.
 func EncodeSEG(out io.Writer, src *Source, segs []Segment, opt SEGOptions) (*Written, error) {
-	if len(segs) == 0 {
-		return nil, errors.New("no segments")
+	ds, w, err := segElements(src, segs, opt)
+	if err != nil {
+		return nil, err
 	}
-	for i := range segs {
-		if segs[i].Mask == nil {
-			return nil, fmt.Errorf("segment %d (%s): no mask", i+1, segs[i].Label)
-		}
-		if err := src.checkGrid(segs[i].Mask); err != nil {
-			return nil, fmt.Errorf("segment %d (%s): %w", i+1, segs[i].Label, err)
-		}
-	}
-	defaultSEG(&opt)
-	frames, perSeg := segFrames(src, segs)
-	b := &builder{}
-	ds := segDataset(b, src, segs, frames, opt)
-	if b.err != nil {
-		return nil, b.err
-	}
-	pix := packFrames(src, segs, frames)
-	ds = append(ds, pixelElement(pix))
-	sortElements(ds)
 	if err := dicom.Write(out, dicom.Dataset{Elements: ds}); err != nil {
 		return nil, err
 	}
-	return &Written{
+	return w, nil
+}
+
+// segElements builds the Segmentation's elements, sorted by tag.
+func segElements(src *Source, segs []Segment, opt SEGOptions) ([]*dicom.Element, *Written, error) {
+	if len(segs) == 0 {
+		return nil, nil, errors.New("no segments")
+	}
+	for i := range segs {
+		if segs[i].Mask == nil {
+			return nil, nil, fmt.Errorf("segment %d (%s): no mask", i+1, segs[i].Label)
+		}
+		if err := src.checkGrid(segs[i].Mask); err != nil {
+			return nil, nil, fmt.Errorf("segment %d (%s): %w", i+1, segs[i].Label, err)
+		}
+	}
+	defaultSEG(&opt)
+	frames, perSeg := segFrames(segs)
+	b := &builder{}
+	ds := segDataset(b, src, segs, frames, opt)
+	if b.err != nil {
+		return nil, nil, b.err
+	}
+	ds = append(ds, pixelElement(packFrames(segs, frames)))
+	sortElements(ds)
+	return ds, &Written{
 		SOPClassUID: SegmentationStorage, SOPInstanceUID: opt.InstanceUID,
 		SeriesInstanceUID: opt.SeriesUID, StudyInstanceUID: src.value(tag.StudyInstanceUID),
 		Frames: len(frames), FramesPerSegment: perSeg,
@@ -183,7 +191,7 @@ func defaultEquipment(e *Equipment) {
 // segFrames lists the frames to write, segment by segment and slice by
 // slice: those where the segment has a voxel. When no segment has any,
 // one empty frame is kept, since a Segmentation needs at least one.
-func segFrames(src *Source, segs []Segment) ([]segFrame, []int) {
+func segFrames(segs []Segment) ([]segFrame, []int) {
 	d := segs[0].Mask.Dims
 	plane := d[0] * d[1]
 	var frames []segFrame
@@ -211,7 +219,7 @@ func segFrames(src *Source, segs []Segment) ([]segFrame, []int) {
 // 8.2 say for BitsAllocated 1: the first pixel in the least significant
 // bit of the first byte, frames following each other without padding
 // (so a frame may start mid-byte), the whole padded to an even length.
-func packFrames(src *Source, segs []Segment, frames []segFrame) []byte {
+func packFrames(segs []Segment, frames []segFrame) []byte {
 	d := segs[0].Mask.Dims
 	plane := d[0] * d[1]
 	nbits := len(frames) * plane
