@@ -2,6 +2,8 @@ package dicomout
 
 import (
 	"bytes"
+	"image"
+	"image/color"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,4 +334,32 @@ func mustValue(t *testing.T, v any) dicom.Value {
 		t.Fatal(err)
 	}
 	return x
+}
+
+// TestSCValidates writes a small RGB Secondary Capture and checks it with
+// dciodvfy and dcentvfy, and its pixels as read back.
+func TestSCValidates(t *testing.T) {
+	_, src := fixtureSeries(t)
+	img := image.NewRGBA(image.Rect(0, 0, 7, 5)) // odd size: 105 bytes, padded
+	img.Set(1, 2, color.RGBA{200, 10, 20, 255})
+	p := filepath.Join(t.TempDir(), "sc.dcm")
+	if _, err := WriteSC(p, src, img, SCOptions{SeriesDescription: "test", Comments: "CT-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if errs := validate(t, p); len(errs) > 0 {
+		t.Fatalf("dciodvfy:\n%s", strings.Join(errs, "\n"))
+	}
+	args := append([]string{p}, src.Series.Files...)
+	out, err := exec.Command(needTool(t, "dcentvfy", "dicom3tools"), args...).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "Error") {
+		t.Fatalf("dcentvfy: %v\n%s", err, out)
+	}
+	ds, err := dicom.ParseFile(p, nil, dicom.SkipProcessingPixelDataValue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pix := dicom.MustGetPixelDataInfo(find(t, ds.Elements, tag.PixelData).Value).UnprocessedValueData
+	if len(pix) != 106 || pix[(2*7+1)*3] != 200 || pix[(2*7+1)*3+2] != 20 {
+		t.Fatalf("pixel data %d bytes, pixel (1,2) % x", len(pix), pix[(2*7+1)*3:(2*7+1)*3+3])
+	}
 }
