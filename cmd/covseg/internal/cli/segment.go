@@ -27,6 +27,7 @@ type segmentFlags struct {
 	overlap                                       float64
 	threads                                       int
 	tta, probs, png, report                       bool
+	dicomSEG, dicomSC                             bool
 }
 
 func newSegmentCmd() *cobra.Command {
@@ -74,7 +75,11 @@ onto the CT's grid (trilinear) before the argmax.
 --png writes CASE_mask.png, 12 axial slices in the radiological view with
 each class of the mask outlined in its colour and named in a legend.
 --report writes CASE_report.json and CASE_report.md: the severity report of
-covseg report (lung and infiltrate volumes, percent involved, MosMedData category).`,
+covseg report (lung and infiltrate volumes, percent involved, MosMedData category).
+For a DICOM series, --dicom-seg writes CASE_seg.dcm, a DICOM Segmentation on
+the series' own frames (segments: infiltrate, right lung, left lung) in its
+study, and --dicom-sc writes CASE_sc.dcm, the report montage with the figures
+burnt in as a Secondary Capture, for viewers that cannot show a SEG.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSegment(cmd.OutOrStdout(), cmd.ErrOrStderr(), args, f)
@@ -91,6 +96,8 @@ covseg report (lung and infiltrate volumes, percent involved, MosMedData categor
 	fl.BoolVar(&f.probs, "probs", false, "also write the class probability map(s) as float32 NIfTI")
 	fl.BoolVar(&f.png, "png", false, "also write a PNG montage of axial slices with the mask outlined")
 	fl.BoolVar(&f.report, "report", false, "also write the severity report per case (JSON and Markdown)")
+	fl.BoolVar(&f.dicomSEG, "dicom-seg", false, "DICOM input: also write CASE_seg.dcm, a DICOM Segmentation (infiltrate, right and left lung) on the series' frames")
+	fl.BoolVar(&f.dicomSC, "dicom-sc", false, "DICOM input: also write CASE_sc.dcm, the report montage as a DICOM Secondary Capture with the figures burnt in")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
@@ -235,7 +242,7 @@ func segmentOne(seg *infer.Segmenter, c segCase, f segmentFlags) (line string, e
 func segmentCase(seg *infer.Segmenter, c segCase, f segmentFlags) (*infer.Result, *volume.Volume, caseTiming, error) {
 	var tm caseTiming
 	start := time.Now()
-	ct, _, err := volio.Read(c.in, volio.Options{SeriesUID: f.series})
+	ct, vsrc, err := volio.Read(c.in, volio.Options{SeriesUID: f.series})
 	if err != nil {
 		return nil, nil, tm, err
 	}
@@ -247,6 +254,9 @@ func segmentCase(seg *infer.Segmenter, c segCase, f segmentFlags) (*infer.Result
 	tm.Timing = res.Timing
 	start = time.Now()
 	if err := writeOutputs(seg, c, ct, res, f); err != nil {
+		return nil, nil, tm, err
+	}
+	if err := writeDICOMOutputs(c, vsrc, ct, res.Mask, f); err != nil {
 		return nil, nil, tm, err
 	}
 	tm.Write = time.Since(start)

@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/covseg/covseg/eval/dicomreport"
+	"github.com/covseg/covseg/volume"
+	"github.com/covseg/covseg/volume/dicomout"
+	"github.com/covseg/covseg/volume/volio"
+)
+
+// dicomSource is the DICOM series a CT was read from, for derived objects.
+func dicomSource(in string, src *volio.Source) (*dicomout.Source, error) {
+	if src == nil || src.Series == nil {
+		return nil, fmt.Errorf("%s: DICOM SEG and SC output need a DICOM series as input (this is %s)", in, src.Format)
+	}
+	return dicomout.NewSource(src.Series)
+}
+
+// writeDICOMOutputs writes CASE_seg.dcm and/or CASE_sc.dcm for a case of
+// covseg segment (--dicom-seg, --dicom-sc).
+func writeDICOMOutputs(c segCase, vsrc *volio.Source, ct *volume.Volume, mask *volume.Label, f segmentFlags) error {
+	if !f.dicomSEG && !f.dicomSC {
+		return nil
+	}
+	src, err := dicomSource(c.in, vsrc)
+	if err != nil {
+		return err
+	}
+	_, err = dicomreport.Write(c.stem, src, ct, mask, nil, dicomreport.Options{
+		SEG: f.dicomSEG, SC: f.dicomSC, Lungs: true, Version: Version,
+	})
+	return err
+}
+
+// writeLungsSEG writes a lung mask as a DICOM SEG (right and left lung)
+// for covseg lungs --dicom-seg.
+func writeLungsSEG(path, in string, vsrc *volio.Source, mask *volume.Label) (*dicomout.Written, error) {
+	src, err := dicomSource(in, vsrc)
+	if err != nil {
+		return nil, err
+	}
+	return dicomout.WriteSEG(path, src, dicomout.LungSegments(mask, Version), dicomout.SEGOptions{
+		Equipment:          dicomout.Equipment{SoftwareVersion: Version},
+		SeriesDescription:  "covseg lungs - " + dicomreport.NotForDiagnosis,
+		ContentDescription: "right and left lung by covseg lungs " + Version,
+	})
+}
