@@ -65,7 +65,7 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 	if err != nil {
 		return nil, err
 	}
-	s, err := dicomweb.ChooseCT(series, job.Series)
+	s, err := c.ChooseCT(ctx, job.Study, series, job.Series)
 	if err != nil {
 		return nil, fmt.Errorf("study %s: %w", job.Study, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -104,8 +105,44 @@ func (c *Client) SearchSeries(ctx context.Context, study string) ([]Series, erro
 	if err := checkUID(study); err != nil {
 		return nil, err
 	}
-	u := c.Base + "/studies/" + study + "/series?includefield=00201209&includefield=0008103E"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	items, err := c.qido(ctx, "/studies/"+study+"/series?includefield=00201209&includefield=0008103E")
+	if err != nil {
+		return nil, err
+	}
+	var out []Series
+	for _, it := range items {
+		n, _ := strconv.Atoi(it.str("00201209"))
+		out = append(out, Series{UID: it.str("0020000E"), Modality: it.str("00080060"),
+			Description: it.str("0008103E"), Number: it.str("00200011"), Instances: n})
+	}
+	return out, nil
+}
+
+// attribute is one attribute of the DICOM JSON model (PS3.18 F.2).
+type attribute struct {
+	VR    string            `json:"vr"`
+	Value []json.RawMessage `json:"Value"`
+}
+
+// dataset is one object of a QIDO-RS answer, by tag (8 hex digits).
+type dataset map[string]attribute
+
+// str is an attribute's first value as text ("" when absent).
+func (d dataset) str(tag string) string {
+	a, ok := d[tag]
+	if !ok || len(a.Value) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(a.Value[0], &s) == nil {
+		return s
+	}
+	return strings.Trim(string(a.Value[0]), `"`)
+}
+
+// qido runs a QIDO-RS query (path and query below Base).
+func (c *Client) qido(ctx context.Context, path string) ([]dataset, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -121,35 +158,20 @@ func (c *Client) SearchSeries(ctx context.Context, study string) ([]Series, erro
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(req, resp)
 	}
-	var items []map[string]struct {
-		VR    string            `json:"vr"`
-		Value []json.RawMessage `json:"Value"`
-	}
+	var items []dataset
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJSONBytes)).Decode(&items); err != nil {
 		return nil, fmt.Errorf("dicomweb: %s: QIDO-RS answer is not DICOM JSON: %w", req.URL.Redacted(), err)
 	}
-	var out []Series
-	for _, it := range items {
-		str := func(tag string) string {
-			a, ok := it[tag]
-			if !ok || len(a.Value) == 0 {
-				return ""
-			}
-			var s string
-			if json.Unmarshal(a.Value[0], &s) == nil {
-				return s
-			}
-			return strings.Trim(string(a.Value[0]), `"`)
-		}
-		n, _ := strconv.Atoi(str("00201209"))
-		out = append(out, Series{UID: str("0020000E"), Modality: str("00080060"), Description: str("0008103E"), Number: str("00200011"), Instances: n})
-	}
-	return out, nil
+	return items, nil
 }
 
-// ChooseCT picks the CT series with the most instances (the thin axial
-// reconstruction, as a rule), or the series uid when it is not empty.
-func ChooseCT(series []Series, uid string) (Series, error) {
+// ChooseCT picks the series to segment: the series uid when it is not
+// empty, else the axial CT series with the most instances (the thin axial
+// reconstruction, as a rule). A series is axial when the orientation of
+// one of its instances (QIDO-RS, instance level) has its slice normal
+// within about 25° of the patient's feet-head axis; one whose orientation
+// the server does not report counts as axial.
+func (c *Client) ChooseCT(ctx context.Context, study string, series []Series, uid string) (Series, error) {
 	if uid != "" {
 		for _, s := range series {
 			if s.UID == uid {
@@ -168,7 +190,49 @@ func ChooseCT(series []Series, uid string) (Series, error) {
 		return Series{}, fmt.Errorf("the study holds no CT series (%d series)", len(series))
 	}
 	sort.SliceStable(ct, func(a, b int) bool { return ct[a].Instances > ct[b].Instances })
-	return ct[0], nil
+	for _, s := range ct {
+		iop, err := c.orientation(ctx, study, s.UID)
+		if err != nil {
+			return Series{}, err
+		}
+		if iop == nil || isAxial(iop) {
+			return s, nil
+		}
+	}
+	return Series{}, fmt.Errorf("the study holds no axial CT series (%d CT series, none axial); name one with --series", len(ct))
+}
+
+// isAxial reports whether ImageOrientationPatient's slice normal lies
+// within about 25° of the z axis.
+func isAxial(iop []float64) bool {
+	nz := iop[0]*iop[4] - iop[1]*iop[3]
+	return math.Abs(nz) > 0.9
+}
+
+// orientation asks for one instance's ImageOrientationPatient; nil when
+// the server does not give it.
+func (c *Client) orientation(ctx context.Context, study, series string) ([]float64, error) {
+	items, err := c.qido(ctx, "/studies/"+study+"/series/"+series+"/instances?limit=1&includefield=00200037")
+	if err != nil || len(items) == 0 {
+		return nil, err
+	}
+	a, ok := items[0]["00200037"]
+	if !ok || len(a.Value) != 6 {
+		return nil, nil
+	}
+	iop := make([]float64, 6)
+	for i, v := range a.Value {
+		if err := json.Unmarshal(v, &iop[i]); err != nil {
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				return nil, nil
+			}
+			if iop[i], err = strconv.ParseFloat(strings.TrimSpace(s), 64); err != nil {
+				return nil, nil
+			}
+		}
+	}
+	return iop, nil
 }
 
 // RetrieveSeries fetches every instance of a series (WADO-RS) into dir as
