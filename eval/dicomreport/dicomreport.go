@@ -10,6 +10,7 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
+	"strings"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -93,7 +94,7 @@ func writeSC(path string, src *dicomout.Source, ct *volume.Volume, inf *volume.L
 	}
 	lines := FigureLines(r, version)
 	pic := withText(img, lines)
-	desc := fmt.Sprintf("covseg %s %s involved - %s", r.Category, pct(r.InvolvementPct), NotForDiagnosis)
+	desc := asciiLines([]string{fmt.Sprintf("covseg %s %s involved - %s", r.Category, pct(r.InvolvementPct), NotForDiagnosis)})[0]
 	return dicomout.WriteSC(path, src, pic, dicomout.SCOptions{
 		Equipment:             eq,
 		SeriesDescription:     desc,
@@ -102,15 +103,34 @@ func writeSC(path string, src *dicomout.Source, ct *volume.Volume, inf *volume.L
 	})
 }
 
-// FigureLines are the report's figures as the picture shows them.
+// FigureLines are the report's figures as the picture shows them, in
+// ASCII: the picture's font has no other glyphs, and DICOM text in the
+// source's character set may allow no other characters.
 func FigureLines(r *severity.Report, version string) []string {
-	return []string{
+	return asciiLines([]string{
 		fmt.Sprintf("%s (%s): %s of the lungs involved (right %s, left %s)", r.Category, r.CategoryRange,
 			pct(r.InvolvementPct), pct(r.InvolvementRightPct), pct(r.InvolvementLeftPct)),
 		fmt.Sprintf("Lungs %.1f mL (right %.1f, left %.1f); infiltrate %.1f mL in the lungs (right %.1f, left %.1f), %.1f mL outside",
 			r.LungML, r.LungRightML, r.LungLeftML, r.InfiltrateRightML+r.InfiltrateLeftML, r.InfiltrateRightML, r.InfiltrateLeftML, r.InfiltrateOutsideML),
 		fmt.Sprintf("covseg %s - %s: the model is not validated on patients", version, NotForDiagnosis),
+	})
+}
+
+// asciiLines spells ≤ and ≥ (in the report's category ranges) as <= and
+// >=, and replaces any other non-ASCII character with '?'.
+func asciiLines(lines []string) []string {
+	r := strings.NewReplacer("≤", "<=", "≥", ">=")
+	for i, l := range lines {
+		l = r.Replace(l)
+		l = strings.Map(func(c rune) rune {
+			if c > 0x7e || (c < 0x20 && c != '\n') {
+				return '?'
+			}
+			return c
+		}, l)
+		lines[i] = l
 	}
+	return lines
 }
 
 func pct(p *float64) string {
@@ -120,16 +140,7 @@ func pct(p *float64) string {
 	return fmt.Sprintf("%.1f %%", *p)
 }
 
-func joinLines(l []string) string {
-	s := ""
-	for i, x := range l {
-		if i > 0 {
-			s += "\n"
-		}
-		s += x
-	}
-	return s
-}
+func joinLines(l []string) string { return strings.Join(l, "\r\n") }
 
 // withText returns img with a dark band under it holding the lines.
 func withText(img image.Image, lines []string) *image.RGBA {

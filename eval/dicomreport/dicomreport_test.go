@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/eval/severity"
 	"github.com/covseg/covseg/internal/testutil"
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/dicomout"
@@ -25,13 +26,12 @@ func TestWriteSEGAndSC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Lung-density voxels denser than aerated lung: enough for CT-2, whose
+	// range ("25 % ≤ ...") must reach the SC as ASCII.
 	inf, _ := volume.NewLabel(ct.Dims, ct.Affine)
-	d := ct.Dims
-	for k := 20; k < 30; k++ {
-		for j := 60; j < 90; j++ {
-			for i := 40; i < 70; i++ {
-				inf.Data[i+d[0]*(j+d[1]*k)] = 1
-			}
+	for i, v := range ct.Data {
+		if v > -700 && v < -300 {
+			inf.Data[i] = 1
 		}
 	}
 	stem := filepath.Join(t.TempDir(), "case")
@@ -39,8 +39,11 @@ func TestWriteSEGAndSC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out.SEG.FramesPerSegment) != 3 || out.SEG.FramesPerSegment[0] != 10 {
-		t.Fatalf("frames per segment %v, want 3 segments, 10 infiltrate frames", out.SEG.FramesPerSegment)
+	if len(out.SEG.FramesPerSegment) != 3 || out.SEG.FramesPerSegment[0] == 0 || out.SEG.FramesPerSegment[1] == 0 {
+		t.Fatalf("frames per segment %v, want 3 segments, infiltrate and right lung not empty", out.SEG.FramesPerSegment)
+	}
+	if out.Report.Category != "CT-2" {
+		t.Fatalf("category %s, want CT-2 (the test needs a range with ≤)", out.Report.Category)
 	}
 	if out.SEG.StudyInstanceUID != info.StudyUID || out.SC.StudyInstanceUID != info.StudyUID {
 		t.Fatal("outputs not in the source study")
@@ -61,5 +64,23 @@ func TestWriteSEGAndSC(t *testing.T) {
 		if strings.Contains(string(o), "Error") {
 			t.Fatalf("dciodvfy %s:\n%s", p, o)
 		}
+	}
+}
+
+// TestFigureLinesASCII checks that every category's lines are plain ASCII
+// (the picture's font and the source's character set may have nothing
+// else): CT-2's range holds "≤".
+func TestFigureLinesASCII(t *testing.T) {
+	p := 30.0
+	r := &severity.Report{Category: "CT-2", CategoryRange: "25 % ≤ involvement < 50 %", InvolvementPct: &p}
+	for _, l := range FigureLines(r, "v") {
+		for _, c := range l {
+			if c > 0x7e || c < 0x20 {
+				t.Fatalf("non-ASCII %q in %q", c, l)
+			}
+		}
+	}
+	if l := FigureLines(r, "v")[0]; !strings.Contains(l, "25 % <= involvement < 50 %") {
+		t.Fatalf("line %q", l)
 	}
 }
