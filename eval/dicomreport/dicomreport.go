@@ -58,25 +58,20 @@ func Write(stem string, src *dicomout.Source, ct *volume.Volume, inf *volume.Lab
 		}
 		out.Report = r
 	}
-	eq := dicomout.Equipment{SoftwareVersion: opt.Version}
 	segPath, scPath := Paths(stem)
 	if opt.SEG {
 		var lm *volume.Label
 		if opt.Lungs {
 			lm = out.Report.Lungs
 		}
-		w, err := dicomout.WriteSEG(segPath, src, dicomout.StandardSegments(inf, lm, opt.Version), dicomout.SEGOptions{
-			Equipment:          eq,
-			SeriesDescription:  "covseg segmentation - " + NotForDiagnosis,
-			ContentDescription: "COVID-19 infiltrate and lungs by covseg " + opt.Version,
-		})
+		w, err := WriteSEG(segPath, src, inf, lm, opt.Version)
 		if err != nil {
 			return nil, err
 		}
 		out.SEG = w
 	}
 	if opt.SC {
-		w, err := writeSC(scPath, src, ct, inf, out.Report, eq, opt.Version)
+		w, err := WriteSC(scPath, src, ct, inf, out.Report, opt.Version)
 		if err != nil {
 			return nil, err
 		}
@@ -85,9 +80,19 @@ func Write(stem string, src *dicomout.Source, ct *volume.Volume, inf *volume.Lab
 	return out, nil
 }
 
-// writeSC renders the report montage with the figures under it and writes
-// it as a Secondary Capture.
-func writeSC(path string, src *dicomout.Source, ct *volume.Volume, inf *volume.Label, r *severity.Report, eq dicomout.Equipment, version string) (*dicomout.Written, error) {
+// WriteSEG writes the Segmentation of one case to path: the infiltrate
+// (inf > 0) and, when lungMask is not nil, the right (1) and left (2) lung.
+func WriteSEG(path string, src *dicomout.Source, inf, lungMask *volume.Label, version string) (*dicomout.Written, error) {
+	return dicomout.WriteSEG(path, src, dicomout.StandardSegments(inf, lungMask, version), dicomout.SEGOptions{
+		Equipment:          dicomout.Equipment{SoftwareVersion: version},
+		SeriesDescription:  "covseg segmentation - " + NotForDiagnosis,
+		ContentDescription: "COVID-19 infiltrate and lungs by covseg " + version,
+	})
+}
+
+// WriteSC renders the report montage with the figures under it and writes
+// it to path as a Secondary Capture.
+func WriteSC(path string, src *dicomout.Source, ct *volume.Volume, inf *volume.Label, r *severity.Report, version string) (*dicomout.Written, error) {
 	img, err := r.Montage(ct, inf, montage.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("dicomreport: %s: %w", path, err)
@@ -96,7 +101,7 @@ func writeSC(path string, src *dicomout.Source, ct *volume.Volume, inf *volume.L
 	pic := withText(img, lines)
 	desc := asciiLines([]string{fmt.Sprintf("covseg %s %s involved - %s", r.Category, pct(r.InvolvementPct), NotForDiagnosis)})[0]
 	return dicomout.WriteSC(path, src, pic, dicomout.SCOptions{
-		Equipment:             eq,
+		Equipment:             dicomout.Equipment{SoftwareVersion: version},
 		SeriesDescription:     desc,
 		Comments:              joinLines(lines),
 		DerivationDescription: "covseg severity report montage: axial CT slices, radiological view, lungs outlined, infiltrate filled",

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/covseg/covseg/eval/dicomreport"
+	"github.com/covseg/covseg/eval/severity"
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/dicomout"
 	"github.com/covseg/covseg/volume/volio"
@@ -12,7 +14,7 @@ import (
 // dicomSource is the DICOM series a CT was read from, for derived objects.
 func dicomSource(in string, src *volio.Source) (*dicomout.Source, error) {
 	if src == nil || src.Series == nil {
-		return nil, fmt.Errorf("%s: DICOM SEG and SC output need a DICOM series as input (this is %s)", in, src.Format)
+		return nil, fmt.Errorf("%s: DICOM SEG and SC output need a DICOM series as input, not a NIfTI file", in)
 	}
 	return dicomout.NewSource(src.Series)
 }
@@ -45,4 +47,30 @@ func writeLungsSEG(path, in string, vsrc *volio.Source, mask *volume.Label) (*di
 		SeriesDescription:  "covseg lungs - " + dicomreport.NotForDiagnosis,
 		ContentDescription: "right and left lung by covseg lungs " + Version,
 	})
+}
+
+// writeReportDICOM writes covseg report's --dicom-seg and --dicom-sc files
+// (none when both are empty), naming them on w.
+func writeReportDICOM(w io.Writer, in string, vsrc *volio.Source, ct *volume.Volume, mask *volume.Label, r *severity.Report, segPath, scPath string) error {
+	if segPath == "" && scPath == "" {
+		return nil
+	}
+	src, err := dicomSource(in, vsrc)
+	if err != nil {
+		return err
+	}
+	if segPath != "" {
+		sw, err := dicomreport.WriteSEG(segPath, src, mask, r.Lungs, Version)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "wrote %s (DICOM SEG, %d frames)\n", segPath, sw.Frames)
+	}
+	if scPath != "" {
+		if _, err := dicomreport.WriteSC(scPath, src, ct, mask, r, Version); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "wrote %s (DICOM Secondary Capture)\n", scPath)
+	}
+	return nil
 }
