@@ -7,42 +7,42 @@ type Code struct {
 	Meaning string // CodeMeaning
 }
 
-// Codes used by covseg's segments. Where each comes from:
+// Codes used by covseg's segments, checked against DICOM PS3.16's context
+// groups (CIDs) as rendered, version 2026-03-19, by the
+// bvdh/dicom-terminology-in-fhir project (ValueSet-dicom-cid-*.fsh):
 //
-//   - Segmented property categories are from DICOM PS3.16 CID 7150
-//     "Segmentation Property Categories": (123037004, SCT, "Anatomical
-//     Structure") and (49755003, SCT, "Morphologically Altered Structure").
-//   - Lung is (39607008, SCT, "Lung"), in PS3.16 CID 7710 / CID 4 (anatomic
-//     regions) and the one TotalSegmentator's DICOM SEG mapping uses for
-//     lung_left/lung_right.
-//   - Laterality modifiers are PS3.16 CID 244 "Laterality": (24028007, SCT,
-//     "Right") and (7771000, SCT, "Left").
-//   - The infiltrate follows TotalSegmentator's lung_covid_infiltrate as the
-//     covseg issue states it: type (47351003, SCT, "Infiltrate") in category
-//     "Morphologically Altered Structure", anatomic region lung, with the
-//     disease (840539006, SCT, "COVID-19") as the type modifier (840539006
-//     is SNOMED CT's "Disease caused by severe acute respiratory syndrome
-//     coronavirus 2", whose DICOM meaning is "COVID-19"). These two could not
-//     be checked against a copy of PS3.16 from this machine (no network);
-//     they are kept in this one place so a check against the standard's
-//     tables changes one line each.
-//   - Derivation and purpose codes are DICOM's own (PS3.16 Annex D, DCM):
-//     (113076, DCM, "Segmentation") in CID 7203 "Image Derivation", and
-//     (121322, DCM, "Source image for image processing operation") in
-//     CID 7202 "Source Image Purposes of Reference".
-//   - Algorithm family (123109, DCM, "Artificial Intelligence") is from
-//     PS3.16 CID 7162 "Surface Processing Algorithm Families" as
-//     highdicom's SEG examples use it.
+//   - Categories, CID 7150 "Segmentation Property Category":
+//     (91723000, SCT, "Anatomical Structure") and (49755003, SCT,
+//     "Morphologically Abnormal Structure"). Older tools (and the covseg
+//     issue) use 123037004 for Anatomical Structure; the current CID 7150
+//     lists 91723000 only.
+//   - Lung, (39607008, SCT, "Lung"): CID 4 "Anatomic Region", which CID
+//     7192 (anatomical structure property types, part of CID 7151) includes.
+//   - Right and left, (24028007, SCT, "Right") and (7771000, SCT, "Left"):
+//     CID 247 "Laterality Left-Right Only", included by CID 244 "Laterality".
+//   - Infiltrate, (112121, DCM, "Infiltrate"): CID 6104 "Abnormal Opacity
+//     Finding or Feature"; CID 7151 is extensible. (SCT 47351003, which the
+//     covseg issue names, is in no PS3.16 context group.)
+//   - COVID-19, (840539006, SCT, "COVID-19"): SNOMED CT's "Disease caused
+//     by severe acute respiratory syndrome coronavirus 2"; no PS3.16
+//     context group holds it, it is the type modifier the issue asks for.
+//   - Algorithm families, CID 7162: (123110, DCM, "Artificial
+//     Intelligence") for the U-Net, (123104, DCM, "Morphological
+//     Operations") for the classical lung method.
+//   - (113076, DCM, "Segmentation"): CID 7203 "Image Derivation";
+//     (121322, DCM, "Source image for image processing operation"): CID
+//     7202 "Source Image Purpose of Reference".
 var (
-	CodeAnatomicalStructure    = Code{"123037004", "SCT", "Anatomical Structure"}
-	CodeMorphologicallyAltered = Code{"49755003", "SCT", "Morphologically Altered Structure"}
-	CodeLung                   = Code{"39607008", "SCT", "Lung"}
-	CodeRight                  = Code{"24028007", "SCT", "Right"}
-	CodeLeft                   = Code{"7771000", "SCT", "Left"}
-	CodeInfiltrate             = Code{"47351003", "SCT", "Infiltrate"}
-	CodeCOVID19                = Code{"840539006", "SCT", "COVID-19"}
+	CodeAnatomicalStructure     = Code{"91723000", "SCT", "Anatomical Structure"}
+	CodeMorphologicallyAbnormal = Code{"49755003", "SCT", "Morphologically Abnormal Structure"}
+	CodeLung                    = Code{"39607008", "SCT", "Lung"}
+	CodeRight                   = Code{"24028007", "SCT", "Right"}
+	CodeLeft                    = Code{"7771000", "SCT", "Left"}
+	CodeInfiltrate              = Code{"112121", "DCM", "Infiltrate"}
+	CodeCOVID19                 = Code{"840539006", "SCT", "COVID-19"}
+	CodeArtificialIntelligence  = Code{"123110", "DCM", "Artificial Intelligence"}
+	CodeMorphologicalOperations = Code{"123104", "DCM", "Morphological Operations"}
 
 	codeSegmentation = Code{"113076", "DCM", "Segmentation"}
 	codeSourceImage  = Code{"121322", "DCM", "Source image for image processing operation"}
-	codeAI           = Code{"123109", "DCM", "Artificial Intelligence"}
 )

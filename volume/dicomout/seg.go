@@ -35,10 +35,10 @@ type Segment struct {
 	// AnatomicRegion is where the segment lies, optional.
 	AnatomicRegion *Code
 	// Algorithm and AlgorithmVersion name the method (SegmentAlgorithmName
-	// and the Segmentation Algorithm Identification Sequence); AI says
-	// whether its family is artificial intelligence.
+	// and the Segmentation Algorithm Identification Sequence, written when
+	// Family, its CID 7162 family, is set).
 	Algorithm, AlgorithmVersion string
-	AI                          bool
+	Family                      *Code
 	// CIELab is the recommended display colour in DICOM's scaled CIELab
 	// (0..65535 each); all zero leaves it out.
 	CIELab [3]int
@@ -342,9 +342,9 @@ func segmentItems(b *builder, segs []Segment) [][]*dicom.Element {
 		if s.CIELab != [3]int{} {
 			it = append(it, b.ints(tag.RecommendedDisplayCIELabValue, s.CIELab[:]...))
 		}
-		if s.AI {
+		if s.Family != nil {
 			it = append(it, b.seq(tag.SegmentationAlgorithmIdentificationSequence, []*dicom.Element{
-				b.seq(tag.AlgorithmFamilyCodeSequence, b.code(codeAI)),
+				b.seq(tag.AlgorithmFamilyCodeSequence, b.code(*s.Family)),
 				b.str(tag.AlgorithmName, shortString(s.Algorithm, 64)),
 				b.str(tag.AlgorithmVersion, shortString(s.AlgorithmVersion, 64)),
 			}))
