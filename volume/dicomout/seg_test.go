@@ -363,3 +363,21 @@ func TestSCValidates(t *testing.T) {
 		t.Fatalf("pixel data %d bytes, pixel (1,2) % x", len(pix), pix[(2*7+1)*3:(2*7+1)*3+3])
 	}
 }
+
+// TestSEGAllEmpty checks that masks without a voxel still give a valid
+// Segmentation (one empty frame: a SEG needs at least one).
+func TestSEGAllEmpty(t *testing.T) {
+	ct, src := fixtureSeries(t)
+	inf, _ := volume.NewLabel(ct.Dims, ct.Affine)
+	p := filepath.Join(t.TempDir(), "empty.dcm")
+	w, err := WriteSEG(p, src, StandardSegments(inf, nil, "test"), SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Frames != 1 {
+		t.Fatalf("%d frames, want 1", w.Frames)
+	}
+	if errs := validate(t, p); len(errs) > 0 {
+		t.Fatalf("dciodvfy:\n%s", strings.Join(errs, "\n"))
+	}
+}

@@ -158,9 +158,18 @@ func (c *Client) qido(ctx context.Context, path string) ([]dataset, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(req, resp)
 	}
-	var items []dataset
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJSONBytes)).Decode(&items); err != nil {
+	items, err := decodeDatasets(io.LimitReader(resp.Body, maxJSONBytes))
+	if err != nil {
 		return nil, fmt.Errorf("dicomweb: %s: QIDO-RS answer is not DICOM JSON: %w", req.URL.Redacted(), err)
+	}
+	return items, nil
+}
+
+// decodeDatasets reads a QIDO-RS answer: a JSON array of datasets.
+func decodeDatasets(r io.Reader) ([]dataset, error) {
+	var items []dataset
+	if err := json.NewDecoder(r).Decode(&items); err != nil {
+		return nil, err
 	}
 	return items, nil
 }
@@ -216,23 +225,29 @@ func (c *Client) orientation(ctx context.Context, study, series string) ([]float
 	if err != nil || len(items) == 0 {
 		return nil, err
 	}
-	a, ok := items[0]["00200037"]
+	return items[0].orientation(), nil
+}
+
+// orientation is the dataset's ImageOrientationPatient (numbers, or
+// decimal strings as some servers send DS); nil when absent or unreadable.
+func (d dataset) orientation() []float64 {
+	a, ok := d["00200037"]
 	if !ok || len(a.Value) != 6 {
-		return nil, nil
+		return nil
 	}
 	iop := make([]float64, 6)
 	for i, v := range a.Value {
 		if err := json.Unmarshal(v, &iop[i]); err != nil {
 			var s string
 			if json.Unmarshal(v, &s) != nil {
-				return nil, nil
+				return nil
 			}
 			if iop[i], err = strconv.ParseFloat(strings.TrimSpace(s), 64); err != nil {
-				return nil, nil
+				return nil
 			}
 		}
 	}
-	return iop, nil
+	return iop
 }
 
 // RetrieveSeries fetches every instance of a series (WADO-RS) into dir as
