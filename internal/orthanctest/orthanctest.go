@@ -1,7 +1,7 @@
 // Package orthanctest runs a real PACS for tests: Debian's Orthanc with
 // its DICOMweb plugin, with its own configuration and storage in a
-// temporary folder, inside a private network namespace (unshare -rn, then
-// lo brought up) so that nothing outside the machine can reach it:
+// temporary folder, inside a private network namespace (unshare -n, or
+// unshare -rn when not root; then lo brought up) so that nothing outside the machine can reach it:
 // Orthanc 1.10 cannot bind 127.0.0.1 alone.
 //
 // A test calls Start first thing. Outside the namespace Start re-runs that
@@ -73,7 +73,13 @@ func rerun(t *testing.T) {
 	t.Helper()
 	unshare := need(t, "unshare", "util-linux")
 	need(t, "ip", "iproute2")
-	args := []string{"-rn", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, os.Args[0],
+	// root may unshare the network alone; others need a user namespace
+	// (-r) to own the new network namespace.
+	ns := "-rn"
+	if os.Geteuid() == 0 {
+		ns = "-n"
+	}
+	args := []string{ns, "sh", "-c", `ip link set lo up && exec "$0" "$@"`, os.Args[0],
 		"-test.run", "^" + t.Name() + "$", "-test.count", "1", "-test.v"}
 	cmd := exec.Command(unshare, args...)
 	cmd.Env = append(os.Environ(), netnsEnv+"=1")
