@@ -32,6 +32,9 @@ type Options struct {
 	// (KEEP/STUDY/); empty: a temporary folder, removed afterwards.
 	Keep    string
 	Version string
+	// Stage, when set, hears each step as it starts: "search", "fetch",
+	// "segment", "write", "store" (for a progress display).
+	Stage func(step string)
 }
 
 // Result is what Run did for one study.
@@ -61,6 +64,12 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 	if !opt.SEG && !opt.SC {
 		opt.SEG, opt.SC = true, true
 	}
+	stage := func(s string) {
+		if opt.Stage != nil {
+			opt.Stage(s)
+		}
+	}
+	stage("search")
 	series, err := c.SearchSeries(ctx, job.Study)
 	if err != nil {
 		return nil, err
@@ -79,6 +88,7 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 	if err := os.MkdirAll(in, 0o755); err != nil {
 		return nil, err
 	}
+	stage("fetch")
 	n, err := c.RetrieveSeries(ctx, job.Study, job.Series, in)
 	if err != nil {
 		return nil, err
@@ -87,6 +97,7 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 	if err != nil {
 		return nil, fmt.Errorf("study %s: %w", job.Study, err)
 	}
+	stage("segment")
 	res, err := seg.Segment(ct)
 	if err != nil {
 		return nil, fmt.Errorf("study %s: %w", job.Study, err)
@@ -95,6 +106,7 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 	if err != nil {
 		return nil, err
 	}
+	stage("write")
 	out, err := dicomreport.Write(filepath.Join(dir, "covseg"), src, ct, res.Mask, nil, dicomreport.Options{
 		SEG: opt.SEG, SC: opt.SC, Lungs: true, Version: opt.Version,
 	})
@@ -109,6 +121,7 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 			r.Stored = append(r.Stored, w)
 		}
 	}
+	stage("store")
 	if err := c.Store(ctx, job.Study, files...); err != nil {
 		return nil, err
 	}

@@ -251,7 +251,10 @@ func (d dataset) orientation() []float64 {
 }
 
 // RetrieveSeries fetches every instance of a series (WADO-RS) into dir as
-// NNNNN.dcm and returns how many it wrote.
+// NNNNN.dcm and returns how many it wrote. It asks for explicit VR little
+// endian first, so that a server that can transcode sends compressed
+// archives (JPEG 2000...) decompressed, and for the stored transfer
+// syntax when the server answers 406 Not Acceptable.
 func (c *Client) RetrieveSeries(ctx context.Context, study, series, dir string) (int, error) {
 	if err := checkUID(study); err != nil {
 		return 0, err
@@ -259,16 +262,31 @@ func (c *Client) RetrieveSeries(ctx context.Context, study, series, dir string) 
 	if err := checkUID(series); err != nil {
 		return 0, err
 	}
+	n, err := c.retrieve(ctx, study, series, dir, explicitVRLittleEndian)
+	if errors.Is(err, errNotAcceptable) {
+		n, err = c.retrieve(ctx, study, series, dir, "*")
+	}
+	return n, err
+}
+
+const explicitVRLittleEndian = "1.2.840.10008.1.2.1"
+
+var errNotAcceptable = errors.New("not acceptable")
+
+func (c *Client) retrieve(ctx context.Context, study, series, dir, syntax string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/studies/"+study+"/series/"+series, nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
+	req.Header.Set("Accept", `multipart/related; type="application/dicom"; transfer-syntax=`+syntax)
 	resp, err := c.do(req)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotAcceptable && syntax != "*" {
+		return 0, errNotAcceptable
+	}
 	if resp.StatusCode != http.StatusOK {
 		return 0, statusError(req, resp)
 	}

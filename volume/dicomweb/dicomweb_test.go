@@ -38,6 +38,11 @@ func fakePACS(t *testing.T, auth *string) *httptest.Server {
 		fmt.Fprint(w, `[{"00200037":{"vr":"DS","Value":[1,0,0,0,1,0]}}]`)
 	})
 	mux.HandleFunc("GET /studies/1.2/series/1.2.20", func(w http.ResponseWriter, r *http.Request) {
+		// This server cannot transcode: it sends only what it stores.
+		if !strings.HasSuffix(r.Header.Get("Accept"), "transfer-syntax=*") {
+			http.Error(w, "cannot transcode", http.StatusNotAcceptable)
+			return
+		}
 		mw := multipart.NewWriter(w)
 		w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
 		for i := range 3 {

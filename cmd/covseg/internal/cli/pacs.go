@@ -92,6 +92,10 @@ func runPACS(ctx context.Context, stdout, stderr io.Writer, url string, f pacsFl
 	var failed []string
 	for i, j := range jobs {
 		bar.SetSuffix(j.Study)
+		opt.Stage = func(step string) {
+			bar.SetSuffix(j.Study + ": " + step)
+			bar.Add(0)
+		}
 		res, err := pacs.Run(ctx, client, seg, j, opt)
 		if err != nil {
 			failed = append(failed, j.Study)
