@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/covseg/covseg/engine/ort"
+	"github.com/covseg/covseg/eval/dicomreport"
 	"github.com/covseg/covseg/eval/metrics"
 	"github.com/covseg/covseg/eval/montage"
 	"github.com/covseg/covseg/infer"
 	"github.com/covseg/covseg/internal/progress"
 	"github.com/covseg/covseg/volume"
+	"github.com/covseg/covseg/volume/dicomout"
 	"github.com/covseg/covseg/volume/nifti"
 	"github.com/covseg/covseg/volume/volio"
 )
@@ -48,6 +50,12 @@ type SegmentOptions struct {
 	// Probs, PNG and Report also write CASE_probs*.nii.gz, CASE_mask.png
 	// and CASE_report.json/.md.
 	Probs, PNG, Report bool
+	// DICOMSEG and DICOMSC, for a case read from a DICOM series, also write
+	// CASE_seg.dcm (a DICOM Segmentation on the series' own frames:
+	// infiltrate, right and left lung) and CASE_sc.dcm (the report montage
+	// with its figures burnt in, as a Secondary Capture) in its study. A
+	// NIfTI case asked for them fails with a message.
+	DICOMSEG, DICOMSC bool
 	// Log receives the progress bar and a line per case (standard error in
 	// the command); nil discards them.
 	Log io.Writer
@@ -198,7 +206,7 @@ func segmentOne(seg *infer.Segmenter, c segCase, o SegmentOptions) (cr metrics.C
 			cr.Error = fmt.Sprintf("%s: internal error: %v", c.in, p)
 		}
 	}()
-	res, ct, tm, err := segmentCase(seg, c, outputs{series: o.Series, probs: o.Probs, png: o.PNG, report: o.Report})
+	res, ct, tm, err := segmentCase(seg, c, outputs{series: o.Series, probs: o.Probs, png: o.PNG, report: o.Report, dicomSEG: o.DICOMSEG, dicomSC: o.DICOMSC})
 	if err != nil {
 		cr.Error = err.Error()
 		return cr, ""
@@ -223,11 +231,21 @@ func segmentOne(seg *infer.Segmenter, c segCase, o SegmentOptions) (cr metrics.C
 	return cr, fmt.Sprintf("%s %dx%dx%d → %s: %s (%s)", c.name, d[0], d[1], d[2], c.mask, strings.Join(parts, ", "), tm)
 }
 
+// DICOMSource is the DICOM series a CT was read from (src, as volio.Read
+// returns it), for derived DICOM objects; a NIfTI input is refused.
+func DICOMSource(in string, src *volio.Source) (*dicomout.Source, error) {
+	if src == nil || src.Series == nil {
+		return nil, fmt.Errorf("%s: DICOM SEG and SC output need a DICOM series as input, not a NIfTI file", in)
+	}
+	return dicomout.NewSource(src.Series)
+}
+
 // outputs says which files besides the mask a segmented case gets, and
 // which DICOM series to read.
 type outputs struct {
 	series             string
 	probs, png, report bool
+	dicomSEG, dicomSC  bool
 }
 
 // segmentCase reads one CT, segments it and writes its mask and the
@@ -235,11 +253,19 @@ type outputs struct {
 func segmentCase(seg *infer.Segmenter, c segCase, out outputs) (*infer.Result, *volume.Volume, caseTiming, error) {
 	var tm caseTiming
 	start := time.Now()
-	ct, _, err := volio.Read(c.in, volio.Options{SeriesUID: out.series})
+	ct, src, err := volio.Read(c.in, volio.Options{SeriesUID: out.series})
 	if err != nil {
 		return nil, nil, tm, err
 	}
 	tm.Read = time.Since(start)
+	var dsrc *dicomout.Source
+	if out.dicomSEG || out.dicomSC {
+		// Before the model runs: a case that cannot have DICOM outputs
+		// fails at once.
+		if dsrc, err = DICOMSource(c.in, src); err != nil {
+			return nil, nil, tm, err
+		}
+	}
 	res, err := seg.Segment(ct)
 	if err != nil {
 		return nil, nil, tm, fmt.Errorf("%s: %w", c.in, err)
@@ -248,6 +274,13 @@ func segmentCase(seg *infer.Segmenter, c segCase, out outputs) (*infer.Result, *
 	start = time.Now()
 	if err := writeOutputs(seg, c, ct, res, out); err != nil {
 		return nil, nil, tm, err
+	}
+	if dsrc != nil {
+		if _, err := dicomreport.Write(c.stem, dsrc, ct, res.Mask, nil, dicomreport.Options{
+			SEG: out.dicomSEG, SC: out.dicomSC, Lungs: true, Version: Version,
+		}); err != nil {
+			return nil, nil, tm, err
+		}
 	}
 	tm.Write = time.Since(start)
 	return res, ct, tm, nil

@@ -24,28 +24,30 @@ type Layer struct {
 // volume I/O → preprocessing → model → train | infer → metrics and report,
 // with the workflows and the command on top.
 var Layers = []Layer{
-	{"helpers", []string{"internal/atomicfile", "internal/parallel", "internal/progress", "internal/procstat", "internal/testutil", "internal/layers"}},
+	{"helpers", []string{"internal/atomicfile", "internal/parallel", "internal/progress", "internal/procstat", "internal/testutil", "internal/layers", "internal/orthanctest"}},
 	{"file formats", []string{"volume/dicomseries/ljpeg", "engine/onnx/onnxpb", "model/torchpth", "data/mdai"}},
 	{"volumes", []string{"volume"}},
-	{"volume I/O", []string{"volume/nifti", "volume/dicomseries", "volume/volio"}},
+	{"volume I/O", []string{"volume/nifti", "volume/dicomseries", "volume/volio", "volume/dicomout", "volume/dicomweb"}},
 	{"model", []string{"model"}},
 	{"data", []string{"data/dataset", "data/preprocess", "data/augment", "data/loader", "data/phantom"}},
 	{"engines", []string{"engine/covcpu", "engine/onnx", "engine/ort"}},
-	{"evaluation", []string{"eval/metrics", "eval/lungs", "eval/montage", "eval/severity"}},
+	{"evaluation", []string{"eval/metrics", "eval/lungs", "eval/montage", "eval/severity", "eval/dicomreport"}},
 	{"train and infer", []string{"train", "infer"}},
 	{"test helpers", []string{"internal/infertest"}},
-	{"workflows", []string{"pipeline"}},
+	{"workflows", []string{"pipeline", "pipeline/pacs"}},
 	{"command", []string{"cmd/covseg/internal/cli", "cmd/covseg"}},
 }
 
 // SameLayer lists the imports allowed within a layer: importer → imported.
 var SameLayer = map[string][]string{
-	"volume/volio":    {"volume/nifti", "volume/dicomseries"},
-	"data/preprocess": {"data/dataset"},
-	"data/loader":     {"data/augment", "data/dataset", "data/preprocess"},
-	"engine/ort":      {"engine/onnx"},
-	"eval/severity":   {"eval/lungs", "eval/montage"},
-	"cmd/covseg":      {"cmd/covseg/internal/cli"},
+	"volume/volio":     {"volume/nifti", "volume/dicomseries"},
+	"data/preprocess":  {"data/dataset"},
+	"data/loader":      {"data/augment", "data/dataset", "data/preprocess"},
+	"engine/ort":       {"engine/onnx"},
+	"volume/dicomout":  {"volume/dicomseries"},
+	"eval/severity":    {"eval/lungs", "eval/montage"},
+	"eval/dicomreport": {"eval/lungs", "eval/montage", "eval/severity"},
+	"cmd/covseg":       {"cmd/covseg/internal/cli"},
 }
 
 // Forbidden lists imports that the layer order would allow but that would

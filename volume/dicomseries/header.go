@@ -27,6 +27,7 @@ type header struct {
 	seriesNum string
 	instance  string
 	sopUID    string // SOPInstanceUID
+	sopClass  string // SOPClassUID
 	studyUID  string // StudyInstanceUID
 	patientID string // PatientID
 
@@ -140,6 +141,7 @@ func headerFrom(ds dicom.Dataset) *header {
 	h.seriesNum = str(e, tag.SeriesNumber)
 	h.instance = str(e, tag.InstanceNumber)
 	h.sopUID = str(e, tag.SOPInstanceUID)
+	h.sopClass = str(e, tag.SOPClassUID)
 	h.studyUID = str(e, tag.StudyInstanceUID)
 	h.patientID = str(e, tag.PatientID)
 	h.photometric = str(e, tag.PhotometricInterpretation)

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,6 +56,23 @@ type SeriesInfo struct {
 	// StudyUID and PatientID are the first found among the files.
 	StudyUID  string
 	PatientID string
+
+	// The fields below are filled by Read only, in slice order (parallel
+	// to Files), for writers of derived objects (DICOM SEG) that must
+	// reference each source frame by its instance and position.
+
+	// SOPClassUIDs holds each file's SOPClassUID.
+	SOPClassUIDs []string
+	// Positions holds each file's ImagePositionPatient in DICOM's LPS+
+	// patient coordinates (mm), as its header states it.
+	Positions [][3]float64
+	// Orientation is the series' ImageOrientationPatient (row cosine, then
+	// column cosine; LPS+), PixelSpacing its (between rows, between
+	// columns) in mm, and SliceStep the distance between slice centres
+	// along the normal (mm), as the volume's affine uses them.
+	Orientation  [6]float64
+	PixelSpacing [2]float64
+	SliceStep    float64
 }
 
 // Folder is what ScanFolder found.
@@ -273,10 +291,16 @@ func (f *Folder) Read(opts Options) (*volume.Volume, *SeriesInfo, error) {
 	out := *info
 	out.Files = make([]string, len(order))
 	out.SOPInstanceUIDs = make([]string, len(order))
+	out.SOPClassUIDs = make([]string, len(order))
+	out.Positions = make([][3]float64, len(order))
 	for k, i := range order {
 		out.Files[k] = hs[i].path
 		out.SOPInstanceUIDs[k] = hs[i].sopUID
+		out.SOPClassUIDs[k] = hs[i].sopClass
+		out.Positions[k] = g[i].ipp
 	}
+	out.Orientation, out.PixelSpacing = g[0].iop, g[0].spacing
+	out.SliceStep = sliceStep(aff)
 	return v, &out, nil
 }
 
@@ -334,4 +358,10 @@ func check(h *header) (sliceGeom, pixelFormat, error) {
 // goroutines (0: GOMAXPROCS), one item at a time (parallel.ForEach).
 func parallel(n, workers int, fn func(i int)) {
 	par.ForEach(workers, n, func() struct{} { return struct{}{} }, func(_ struct{}, i int) { fn(i) })
+}
+
+// sliceStep is the length of the affine's third column: the distance
+// between slice centres.
+func sliceStep(a volume.Affine) float64 {
+	return math.Sqrt(a[0][2]*a[0][2] + a[1][2]*a[1][2] + a[2][2]*a[2][2])
 }

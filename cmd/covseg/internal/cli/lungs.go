@@ -14,7 +14,7 @@ import (
 )
 
 func newLungsCmd() *cobra.Command {
-	var out, png, series string
+	var out, png, series, dicomSEG string
 	opt := lungs.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "lungs IN -o LUNGS.nii.gz",
@@ -36,7 +36,7 @@ right on the image's left, anterior up) with the lungs outlined.`,
 			if out == "" {
 				return fmt.Errorf("lungs: -o LUNGS.nii.gz is required")
 			}
-			v, _, err := volio.Read(args[0], volio.Options{SeriesUID: series})
+			v, vsrc, err := volio.Read(args[0], volio.Options{SeriesUID: series})
 			if err != nil {
 				return err
 			}
@@ -52,6 +52,13 @@ right on the image's left, anterior up) with the lungs outlined.`,
 			fmt.Fprintf(w, "airway removed %.1f ml; midline x = %.1f mm (from the %s); lungs %s\n",
 				res.AirwayML, res.MidlineX, res.MidlineFrom, splitWords(res.Split))
 			warnLungs(cmd.ErrOrStderr(), res)
+			if dicomSEG != "" {
+				sw, err := writeLungsSEG(dicomSEG, args[0], vsrc, res.Mask)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "wrote %s (DICOM SEG, %d frames)\n", dicomSEG, sw.Frames)
+			}
 			if png != "" {
 				img, err := montage.Render(v, []montage.Overlay{{Label: res.Mask, Styles: map[uint8]montage.Style{
 					lungs.Right: {Name: "right lung", Color: severity.RightColor, Outline: true, Fill: 0.15},
@@ -71,6 +78,7 @@ right on the image's left, anterior up) with the lungs outlined.`,
 	f := cmd.Flags()
 	f.StringVarP(&out, "output", "o", "", "lung mask to write (.nii or .nii.gz)")
 	f.StringVar(&png, "png", "", "also draw a montage of axial slices with the lungs outlined (PNG)")
+	f.StringVar(&dicomSEG, "dicom-seg", "", "DICOM input: also write the lungs as a DICOM Segmentation file (right and left lung segments)")
 	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID to read when the folder holds several")
 	addLungsFlags(f, &opt)
 	return cmd

@@ -15,7 +15,7 @@ import (
 )
 
 func newReportCmd() *cobra.Command {
-	var ctPath, maskPath, lungsPath, mdPath, pngPath, series string
+	var ctPath, maskPath, lungsPath, mdPath, pngPath, series, dicomSEG, dicomSC string
 	var asJSON bool
 	opt := lungs.DefaultOptions()
 	cmd := &cobra.Command{
@@ -44,7 +44,7 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 			if ctPath == "" || maskPath == "" {
 				return fmt.Errorf("report: --ct CT and --mask MASK are required")
 			}
-			ct, _, err := volio.Read(ctPath, volio.Options{SeriesUID: series})
+			ct, ctSrc, err := volio.Read(ctPath, volio.Options{SeriesUID: series})
 			if err != nil {
 				return err
 			}
@@ -63,6 +63,9 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 				return fmt.Errorf("%s, %s: %w", ctPath, maskPath, err)
 			}
 			r.Inputs = severity.Inputs{CT: ctPath, Mask: maskPath, Lungs: lungsPath, LungsComputed: lungsPath == ""}
+			if err := writeReportDICOM(cmd.ErrOrStderr(), ctPath, ctSrc, ct, mask, r, dicomSEG, dicomSC); err != nil {
+				return err
+			}
 			return writeReport(cmd.OutOrStdout(), r, ct, mask, asJSON, mdPath, pngPath)
 		},
 	}
@@ -74,6 +77,8 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 	f.StringVar(&mdPath, "markdown", "", "write the report as Markdown to this file")
 	f.StringVar(&pngPath, "png", "", "write a montage of axial slices to this PNG file")
 	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID to read when the folder holds several")
+	f.StringVar(&dicomSEG, "dicom-seg", "", "DICOM CT: also write the infiltrate and lungs as a DICOM Segmentation file")
+	f.StringVar(&dicomSC, "dicom-sc", "", "DICOM CT: also write the montage with the figures as a DICOM Secondary Capture file")
 	addLungsFlags(f, &opt)
 	return cmd
 }

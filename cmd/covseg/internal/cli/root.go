@@ -43,6 +43,7 @@ var commands = []func() *cobra.Command{
 	newBenchCmd,
 	newDemoCmd,
 	newReproduceCmd,
+	newPACSCmd,
 }
 
 // Execute runs covseg with args and returns the process exit code.

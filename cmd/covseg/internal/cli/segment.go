@@ -15,6 +15,7 @@ type segmentFlags struct {
 	overlap                                       float64
 	threads                                       int
 	tta, probs, png, report, json                 bool
+	dicomSEG, dicomSC                             bool
 }
 
 func newSegmentCmd() *cobra.Command {
@@ -65,7 +66,11 @@ each class of the mask outlined in its colour and named in a legend.
 covseg report (lung and infiltrate volumes, percent involved, MosMedData category).
 --json prints one JSON object on standard output instead of the closing line:
 out, failed and cases, each with the keys of covseg evaluate's cases (case,
-image, pred, error, pred_ml, pred_voxels; figures that need a truth are null).`,
+image, pred, error, pred_ml, pred_voxels; figures that need a truth are null).
+For a DICOM series, --dicom-seg writes CASE_seg.dcm, a DICOM Segmentation on
+the series' own frames (segments: infiltrate, right lung, left lung) in its
+study, and --dicom-sc writes CASE_sc.dcm, the report montage with the figures
+burnt in as a Secondary Capture, for viewers that cannot show a SEG.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSegment(cmd, args, f)
@@ -83,6 +88,8 @@ image, pred, error, pred_ml, pred_voxels; figures that need a truth are null).`,
 	fl.BoolVar(&f.png, "png", false, "also write a PNG montage of axial slices with the mask outlined")
 	fl.BoolVar(&f.report, "report", false, "also write the severity report per case (JSON and Markdown)")
 	fl.BoolVar(&f.json, "json", false, "print the cases as one JSON object on standard output (keys of covseg evaluate's cases)")
+	fl.BoolVar(&f.dicomSEG, "dicom-seg", false, "DICOM input: also write CASE_seg.dcm, a DICOM Segmentation (infiltrate, right and left lung) on the series' frames")
+	fl.BoolVar(&f.dicomSC, "dicom-sc", false, "DICOM input: also write CASE_sc.dcm, the report montage as a DICOM Secondary Capture with the figures burnt in")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	return cmd
@@ -98,7 +105,8 @@ func runSegment(cmd *cobra.Command, args []string, f segmentFlags) error {
 	}
 	res, err := pipeline.SegmentBatch(cmd.Context(), pipeline.SegmentOptions{
 		Inputs: args, Out: f.out, Model: f.modelPath, Engine: f.engine, Threads: f.threads, Series: f.series,
-		Infer: &opts, Probs: f.probs, PNG: f.png, Report: f.report, Log: cmd.ErrOrStderr(),
+		Infer: &opts, Probs: f.probs, PNG: f.png, Report: f.report, DICOMSEG: f.dicomSEG, DICOMSC: f.dicomSC,
+		Log: cmd.ErrOrStderr(),
 	})
 	switch {
 	case res == nil:
