@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/covseg/covseg/internal/procstat"
+	"github.com/covseg/covseg/internal/repo"
 
 	"github.com/covseg/covseg/engine/onnx"
 	"github.com/covseg/covseg/infer"
@@ -206,11 +206,11 @@ type torchResult struct {
 // shape, runs and threads.
 func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResult, error) {
 	if script == "" {
-		root, err := moduleRoot()
+		shared, err := repo.Shared()
 		if err != nil {
 			return nil, fmt.Errorf("%w (give --torch-script)", err)
 		}
-		script = filepath.Join(root, "..", "shared", "bench", "torch_unet3d.py")
+		script = filepath.Join(shared, "bench", "torch_unet3d.py")
 	}
 	if _, err := os.Stat(script); err != nil {
 		return nil, fmt.Errorf("reference script: %w", err)
@@ -238,24 +238,6 @@ func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResul
 		r.CPUPerRun = (ps.UserTime() + ps.SystemTime()).Seconds() / float64(runs+2)
 	}
 	return &r, nil
-}
-
-// moduleRoot is the folder holding go.mod, from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the covseg repository")
-		}
-		dir = parent
-	}
 }
 
 // cpuInfo is what the benchmarks report about the processor.

@@ -24,7 +24,7 @@ type Layer struct {
 // volume I/O → preprocessing → model → train | infer → metrics and report,
 // with the workflows and the command on top.
 var Layers = []Layer{
-	{"helpers", []string{"internal/atomicfile", "internal/parallel", "internal/progress", "internal/procstat", "internal/testutil", "internal/layers", "internal/orthanctest"}},
+	{"helpers", []string{"internal/atomicfile", "internal/parallel", "internal/progress", "internal/procstat", "internal/testutil", "internal/layers", "internal/orthanctest", "internal/repo"}},
 	{"file formats", []string{"volume/dicomseries/ljpeg", "engine/onnx/onnxpb", "model/torchpth", "data/mdai"}},
 	{"volumes", []string{"volume"}},
 	{"volume I/O", []string{"volume/nifti", "volume/dicomseries", "volume/volio", "volume/dicomout", "volume/dicomweb"}},

@@ -8,30 +8,15 @@
 package testutil
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/covseg/covseg/internal/repo"
 )
 
-// ModuleRoot returns the folder holding go.mod, searched upwards from the
-// working directory (a test's package folder, or wherever a command runs).
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory: not inside the covseg repository")
-		}
-		dir = parent
-	}
-}
+// ModuleRoot returns the folder holding go.mod (repo.Root).
+func ModuleRoot() (string, error) { return repo.Root() }
 
 // RepoRoot is ModuleRoot for tests: it fails the test when there is none.
 func RepoRoot(t testing.TB) string {
@@ -47,10 +32,11 @@ func RepoRoot(t testing.TB) string {
 // ../shared beside the repository. It does not check that it exists.
 func SharedDir(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("COVSEG_SHARED"); d != "" {
-		return d
+	d, err := repo.Shared()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Join(RepoRoot(t), "..", "shared")
+	return d
 }
 
 // Shared returns the path of rel (slash-separated parts) under the shared
@@ -85,13 +71,9 @@ func Repo(t testing.TB, rel ...string) string {
 // checking it, for package-level variables of tests; it is "" outside the
 // repository. Tests that open such a path fail with an error naming it.
 func SharedPath(rel ...string) string {
-	base := os.Getenv("COVSEG_SHARED")
-	if base == "" {
-		root, err := ModuleRoot()
-		if err != nil {
-			return ""
-		}
-		base = filepath.Join(root, "..", "shared")
+	base, err := repo.Shared()
+	if err != nil {
+		return ""
 	}
 	return filepath.Join(append([]string{base}, rel...)...)
 }
