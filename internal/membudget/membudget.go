@@ -56,6 +56,10 @@ func Set(b int64) {
 	limit.Store(b)
 }
 
+// Reset forgets a budget given with Set: the next Limit reads
+// COVSEG_MEM_BUDGET or computes the default again.
+func Reset() { limit.Store(0) }
+
 // FromEnv parses COVSEG_MEM_BUDGET; it returns 0 when the variable is unset.
 func FromEnv() (int64, error) {
 	s := strings.TrimSpace(os.Getenv(Env))

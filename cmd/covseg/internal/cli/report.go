@@ -16,7 +16,7 @@ import (
 
 func newReportCmd() *cobra.Command {
 	var ctPath, maskPath, lungsPath, mdPath, pngPath, series string
-	var asJSON bool
+	var asJSON, strict bool
 	opt := lungs.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "report --ct CT --mask MASK [--lungs LUNGS]",
@@ -44,8 +44,14 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 			if ctPath == "" || maskPath == "" {
 				return fmt.Errorf("report: --ct CT and --mask MASK are required")
 			}
-			ct, _, err := volio.Read(ctPath, volio.Options{SeriesUID: series})
+			if err := guardOutputs([]string{mdPath, pngPath}, []string{ctPath, maskPath, lungsPath}); err != nil {
+				return err
+			}
+			ct, src, err := volio.Read(ctPath, volio.Options{SeriesUID: series, Copies: volio.CopiesReport})
 			if err != nil {
+				return err
+			}
+			if err := nonFinite(cmd.ErrOrStderr(), ctPath, src, ct, strict); err != nil {
 				return err
 			}
 			mask, _, err := volio.ReadLabel(maskPath)
@@ -74,6 +80,7 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 	f.StringVar(&mdPath, "markdown", "", "write the report as Markdown to this file")
 	f.StringVar(&pngPath, "png", "", "write a montage of axial slices to this PNG file")
 	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID to read when the folder holds several")
+	f.BoolVar(&strict, "strict", false, "refuse a CT with NaN or infinite voxels (default: warn and read them as -1024 HU)")
 	addLungsFlags(f, &opt)
 	return cmd
 }

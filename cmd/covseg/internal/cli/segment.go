@@ -26,7 +26,9 @@ type segmentFlags struct {
 	out, modelPath, engine, mode, spacing, series string
 	overlap                                       float64
 	threads                                       int
-	tta, probs, png, report                       bool
+	tta, probs, png, report, strict               bool
+	// warn prints a warning about a case (set by runSegment).
+	warn func(string)
 }
 
 func newSegmentCmd() *cobra.Command {
@@ -93,7 +95,34 @@ covseg report (lung and infiltrate volumes, percent involved, MosMedData categor
 	fl.BoolVar(&f.report, "report", false, "also write the severity report per case (JSON and Markdown)")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
+	fl.BoolVar(&f.strict, "strict", false, "fail a case whose CT has NaN or infinite voxels (default: warn and read them as -1024 HU)")
 	return cmd
+}
+
+// guardSegmentOutputs refuses, before any case is segmented, outputs that
+// are one of the inputs (a CT, the model) or that cannot be written.
+// classNames, once the model is open, names the per-class probability
+// maps; before that only the class-less names are checked.
+func guardSegmentOutputs(cases []segCase, f segmentFlags, classNames []string) error {
+	inputs := []string{f.modelPath}
+	var outputs []string
+	for _, c := range cases {
+		inputs = append(inputs, c.in)
+		outputs = append(outputs, c.mask)
+		if f.probs {
+			outputs = append(outputs, c.probsPath(""))
+			for k := 1; k < len(classNames); k++ {
+				outputs = append(outputs, c.probsPath(fileSafe(classNames[k])))
+			}
+		}
+		if f.png {
+			outputs = append(outputs, c.stem+"_mask.png")
+		}
+		if f.report {
+			outputs = append(outputs, c.stem+"_report.json", c.stem+"_report.md")
+		}
+	}
+	return guardOutputs(outputs, inputs)
 }
 
 // segCase is one CT to segment and where its outputs go.
@@ -129,6 +158,12 @@ func runSegment(stdout, stderr io.Writer, args []string, f segmentFlags) error {
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
+	if err := placeOutputs(cases, batch, f.out); err != nil {
+		return fmt.Errorf("segment: %w", err)
+	}
+	if err := guardSegmentOutputs(cases, f, nil); err != nil {
+		return fmt.Errorf("segment: %w", err)
+	}
 	eng, err := openEngine(stderr, f)
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
@@ -144,9 +179,10 @@ func runSegment(stdout, stderr io.Writer, args []string, f segmentFlags) error {
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
-	if err := placeOutputs(cases, batch, f.out); err != nil {
+	if err := guardSegmentOutputs(cases, f, seg.Config().ClassNames); err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
+	f.warn = func(msg string) { bar.Println("warning: " + msg) }
 	fmt.Fprintf(stderr, "model %s: %s; %s mode; engine %s\n", f.modelPath, seg.Config(), seg.Mode(), eng.Name())
 	var failed []string
 	for i, c := range cases {
@@ -235,9 +271,18 @@ func segmentOne(seg *infer.Segmenter, c segCase, f segmentFlags) (line string, e
 func segmentCase(seg *infer.Segmenter, c segCase, f segmentFlags) (*infer.Result, *volume.Volume, caseTiming, error) {
 	var tm caseTiming
 	start := time.Now()
-	ct, _, err := volio.Read(c.in, volio.Options{SeriesUID: f.series})
+	ct, src, err := volio.Read(c.in, volio.Options{SeriesUID: f.series, Copies: volio.CopiesSegment})
 	if err != nil {
 		return nil, nil, tm, err
+	}
+	if src.NonFinite > 0 {
+		if f.strict {
+			return nil, nil, tm, fmt.Errorf("%s: %d voxels are NaN or infinite (--strict)", c.in, src.NonFinite)
+		}
+		n := volio.ReplaceNonFinite(ct, volio.NonFiniteHU)
+		if f.warn != nil {
+			f.warn(fmt.Sprintf("%s: %d voxels are NaN or infinite; they are read as %d HU (air)", c.in, n, volio.NonFiniteHU))
+		}
 	}
 	tm.Read = time.Since(start)
 	res, err := seg.Segment(ct)
