@@ -137,8 +137,9 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("%s needs about %s of memory, over the memory budget of %s; raise it with --mem-budget or %s (e.g. %s=%s), or crop/downsample the volume",
-		e.What, Format(e.Need), Format(e.Budget), Env, Env, Format(roundUpGiB(e.Need)))
+	g := roundUpGiB(e.Need) >> 30
+	return fmt.Sprintf("%s needs about %s of memory, over the memory budget of %s; raise it with --mem-budget %dG or %s=%dG (if the machine has the memory), or crop or downsample the volume",
+		e.What, Format(e.Need), Format(e.Budget), g, Env, g)
 }
 
 // ErrTooLarge matches every TooLargeError with errors.Is.

@@ -378,7 +378,7 @@ func (s *source) scan(h *Header, use func(vals []float32) error, nonFinite *int)
 	slope, inter, scaled := h.Scaling()
 	conv := converter{dt: h.Datatype, swap: h.ByteOrder == binary.BigEndian, slope: slope, inter: inter,
 		mul: scaled && slope != 1, add: scaled && inter != 0}
-	count := nonFinite != nil && (h.Datatype == Float32 || h.Datatype == Float64 || scaled)
+	count := nonFinite != nil && (h.Datatype == Float32 || h.Datatype == Float64 || conv.mul || conv.add)
 	size := chunkBytes - chunkBytes%esize
 	buf := make([]float32, min(int64(size/esize), int64(h.NumVoxels())))
 	var useErr error

@@ -64,3 +64,46 @@ func TestReadRefusesSingleDICOMFile(t *testing.T) {
 		t.Fatal("a single DICOM file was read as a volume")
 	}
 }
+
+// TestAccumulatorMatchesTwoPass: statistics accumulated over uneven chunks
+// (some holding NaN and Inf) agree with a direct two-pass computation, also
+// for data whose mean is far from zero beside its spread.
+func TestAccumulatorMatchesTwoPass(t *testing.T) {
+	data := make([]float32, 100003)
+	x := uint32(7)
+	for i := range data {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		data[i] = 3000 + float32(x%1000)/250
+	}
+	data[17], data[50000], data[99999] = float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))
+	var n, sum float64
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, v := range data {
+		if f := float64(v); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			n++
+			sum += f
+			lo, hi = math.Min(lo, f), math.Max(hi, f)
+		}
+	}
+	mean := sum / n
+	var ss float64
+	for _, v := range data {
+		if f := float64(v); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			ss += (f - mean) * (f - mean)
+		}
+	}
+	sd := math.Sqrt(ss / n)
+	var a Accumulator
+	for i := 0; i < len(data); {
+		j := min(len(data), i+1+(i*7919)%40000)
+		a.Add(data[i:j])
+		i = j
+	}
+	s := a.Stats()
+	if s.Finite != int(n) || s.NonFinite != 3 || s.Min != lo || s.Max != hi ||
+		math.Abs(s.Mean-mean) > 1e-9 || math.Abs(s.SD-sd) > 1e-9*sd || math.Abs(s.Sum-sum) > 1e-6 {
+		t.Errorf("accumulated %+v; two-pass n %v mean %v sd %v sum %v min %v max %v", s, n, mean, sd, sum, lo, hi)
+	}
+}
