@@ -346,21 +346,28 @@ func (s *source) finish() error {
 	return nil
 }
 
-// voxels reads and scales the voxel data into one buffer of the size the
-// header gives, allocated at once after checking it against the memory
-// budget (package membudget). A header claiming more than the stream holds
-// costs no more than the stream held: the pages of a fresh allocation take
-// physical memory only when written, and the stream ends first. It returns
-// the data and how many values are NaN or ±Inf.
+// voxels reads and scales the voxel data, after checking its float32 size
+// against the memory budget (package membudget). When the stream's length
+// is known to hold the data (a plain file of the right size, or gzip whose
+// size trailer matches), it is decoded straight into one buffer of the
+// header's size; otherwise (gzip without a matching trailer, or a reader
+// of unknown length) the buffer grows as data arrives, so that a header
+// claiming more than the stream holds never makes it allocate more than
+// twice what was really there. It returns the data and how many values
+// are NaN or ±Inf.
 func (s *source) voxels(h *Header) ([]float32, int, error) {
 	nvox := h.NumVoxels()
 	if err := membudget.Check(fmt.Sprintf("nifti: %s: %v voxels of %s decoded to float32", s.name, h.Shape(), h.Datatype), int64(nvox)*4); err != nil {
 		return nil, 0, err
 	}
-	out := make([]float32, nvox)
-	done, nonFinite := 0, 0
+	end := h.VoxOffset + h.dataBytes()
+	var out []float32
+	if s.gz == nil && s.size >= 0 || s.gz != nil && s.trailer == end&0xffffffff {
+		out = make([]float32, 0, nvox)
+	}
+	nonFinite := 0
 	err := s.scan(h, func(vals []float32) error {
-		done += copy(out[done:], vals)
+		out = append(out, vals...)
 		return nil
 	}, &nonFinite)
 	if err != nil {
