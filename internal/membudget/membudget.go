@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -54,6 +55,18 @@ func Set(b int64) {
 		b = -1
 	}
 	limit.Store(b)
+}
+
+// ApplyToRuntime makes the budget the Go runtime's soft memory limit
+// (debug.SetMemoryLimit) unless GOMEMLIMIT is set: near the budget the
+// garbage collector then frees dead copies (a volume before reorientation,
+// say) before the heap grows, instead of letting the heap reach twice what
+// is live. It is a soft limit: nothing fails when it is passed.
+func ApplyToRuntime() {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(Limit())
 }
 
 // Reset forgets a budget given with Set: the next Limit reads

@@ -39,22 +39,34 @@ type Options struct {
 }
 
 // Working copies of the volume each command holds at its peak, in float32
-// volumes (4 bytes per voxel), the volume read included; they were measured
-// as peak heap over the read size on CTs of 512x512 slices and rounded up.
-// Smaller buffers (uint8 masks count a quarter) are included.
+// volumes (4 bytes per voxel), the volume read included. They were measured
+// (BenchmarkPeakRSS in cmd/covseg/internal/cli: peak RSS above the
+// process's baseline, on synthetic int16 CTs of 256x256x300 and 512x512x600
+// voxels) and rounded up; uint8 masks count a quarter.
 const (
-	// CopiesConvert: the volume; the writer converts in 1 MiB chunks.
+	// CopiesConvert: the volume; the writer converts it in 1 MiB chunks
+	// (measured 1.1).
 	CopiesConvert = 1.25
-	// CopiesLungs: the CT, a smoothed copy, the labelling's int32 map and a
-	// few uint8 masks.
-	CopiesLungs = 4
-	// CopiesSegment: the CT, its reoriented and windowed copy, the
-	// probabilities resampled back (one float32 volume per class) and the
-	// mask; the model's own grid is small beside a CT.
-	CopiesSegment = 6
-	// CopiesReport: the CT, the masks and the lung segmentation's buffers.
-	CopiesReport = 4.5
+	// CopiesLungs: the CT, a smoothed copy, the labelling's int32 map and
+	// a few uint8 masks (measured 3.9).
+	CopiesLungs = 4.5
+	// CopiesReport: the CT, the masks and, without --lungs, the lung
+	// segmentation's buffers.
+	CopiesReport = 5
 )
+
+// CopiesSegment is what segmenting holds at its peak for a model of
+// classes classes (background included): the CT, its reoriented and
+// windowed copy, one probability volume per class resized back to the
+// CT's grid and the mask (measured 4.5 for two classes); keepProbs (the
+// probabilities are written) adds their copies in the CT's own voxel order.
+func CopiesSegment(classes int, keepProbs bool) float64 {
+	c := 2.5 + float64(classes)
+	if keepProbs {
+		c += float64(classes)
+	}
+	return c
+}
 
 // need is the memory the caller plans to use for a volume of nvox voxels.
 func (o Options) need(nvox int64) int64 {

@@ -20,16 +20,19 @@ func addMemBudgetFlag(root *cobra.Command) {
 		fmt.Sprintf("most memory for volumes and their working copies: 8G, 512M, 50%% of RAM, or off (default: $%s, else %.0f%% of RAM)",
 			membudget.Env, membudget.DefaultShare*100))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		membudget.Reset()
 		if budget == "" {
-			membudget.Reset()
-			_, err := membudget.FromEnv()
-			return err
+			if _, err := membudget.FromEnv(); err != nil {
+				return err
+			}
+		} else {
+			b, err := membudget.Parse(budget)
+			if err != nil {
+				return fmt.Errorf("--mem-budget: %w", err)
+			}
+			membudget.Set(b)
 		}
-		b, err := membudget.Parse(budget)
-		if err != nil {
-			return fmt.Errorf("--mem-budget: %w", err)
-		}
-		membudget.Set(b)
+		membudget.ApplyToRuntime()
 		return nil
 	}
 }

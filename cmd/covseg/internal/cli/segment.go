@@ -271,7 +271,8 @@ func segmentOne(seg *infer.Segmenter, c segCase, f segmentFlags) (line string, e
 func segmentCase(seg *infer.Segmenter, c segCase, f segmentFlags) (*infer.Result, *volume.Volume, caseTiming, error) {
 	var tm caseTiming
 	start := time.Now()
-	ct, src, err := volio.Read(c.in, volio.Options{SeriesUID: f.series, Copies: volio.CopiesSegment})
+	ct, src, err := volio.Read(c.in, volio.Options{SeriesUID: f.series,
+		Copies: volio.CopiesSegment(seg.Config().Classes, f.probs)})
 	if err != nil {
 		return nil, nil, tm, err
 	}
