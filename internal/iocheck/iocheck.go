@@ -42,6 +42,10 @@ func (c *Writer) Write(p []byte) (int, error) {
 	return n, c.err
 }
 
+// Unwrap returns the underlying writer (so that code asking whether output
+// goes to a terminal can look through the Writer).
+func (c *Writer) Unwrap() io.Writer { return c.w }
+
 // Err returns the first write error, naming the stream, or nil.
 func (c *Writer) Err() error {
 	c.mu.Lock()

@@ -31,3 +31,9 @@ func TestPassesThrough(t *testing.T) {
 		t.Errorf("%q %v", b.String(), w.Err())
 	}
 }
+
+func TestUnwrap(t *testing.T) {
+	if New(os.Stderr, "standard error").Unwrap() != os.Stderr {
+		t.Error("Unwrap does not return the file")
+	}
+}
