@@ -326,4 +326,13 @@ func TestNonFiniteVoxels(t *testing.T) {
 			t.Errorf("%v --strict: exit %d, stderr %s", args, code, stderr)
 		}
 	}
+	seg := []string{"segment", ct, "-o", filepath.Join(dir, "s.nii.gz"), "--model", thresholdModel(t)}
+	_, stderr, code := run(t, seg...)
+	if code != 0 || !strings.Contains(stderr, "warning: "+ct+": 3 voxels are NaN or infinite; they are read as -1024 HU") {
+		t.Errorf("segment: exit %d, stderr %s", code, stderr)
+	}
+	_, stderr, code = run(t, append(seg, "--strict")...)
+	if code != 1 || !strings.Contains(stderr, "3 voxels are NaN or infinite (--strict)") {
+		t.Errorf("segment --strict: exit %d, stderr %s", code, stderr)
+	}
 }
