@@ -1,11 +1,14 @@
 package volio
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/covseg/covseg/internal/membudget"
 	"github.com/covseg/covseg/internal/testutil"
 )
 
@@ -105,5 +108,39 @@ func TestAccumulatorMatchesTwoPass(t *testing.T) {
 	if s.Finite != int(n) || s.NonFinite != 3 || s.Min != lo || s.Max != hi ||
 		math.Abs(s.Mean-mean) > 1e-9 || math.Abs(s.SD-sd) > 1e-9*sd || math.Abs(s.Sum-sum) > 1e-6 {
 		t.Errorf("accumulated %+v; two-pass n %v mean %v sd %v sum %v min %v max %v", s, n, mean, sd, sum, lo, hi)
+	}
+}
+
+// TestReadRefusesOverBudget: NIfTI and DICOM volumes whose working copies
+// exceed the memory budget are refused before their voxels are read, with
+// the path, the sizes and how to raise the budget; ReadStats streams a
+// NIfTI file whatever the budget.
+func TestReadRefusesOverBudget(t *testing.T) {
+	defer membudget.Reset()
+	nii := filepath.Join(fixtures, "ibsi_chest_ct/image.nii.gz")
+	dcm := filepath.Join(fixtures, "ibsi_chest_ct/dicom")
+	v, _, err := Read(nii, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(v.Data)) * 4
+	membudget.Set(size * 3)
+	for _, p := range []string{nii, dcm} {
+		if _, _, err := Read(p, Options{Copies: 2}); err != nil {
+			t.Errorf("%s with 2 copies in a budget of 3: %v", p, err)
+		}
+		_, _, err := Read(p, Options{Copies: 4})
+		if !errors.Is(err, membudget.ErrTooLarge) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "--mem-budget") {
+			t.Errorf("%s with 4 copies in a budget of 3: %v", p, err)
+		}
+	}
+	membudget.Set(1 << 10)
+	src, s, err := ReadStats(nii, Options{})
+	if err != nil || s == nil || s.Finite != len(v.Data) || src.NonFinite != 0 {
+		t.Fatalf("ReadStats under a 1 KiB budget: %+v, %v", s, err)
+	}
+	if want := Compute(v.Data); math.Abs(s.Mean-want.Mean) > 1e-9*math.Abs(want.Mean) || s.Min != want.Min || s.Max != want.Max ||
+		math.Abs(s.SD-want.SD) > 1e-9*want.SD {
+		t.Errorf("streamed %+v, whole %+v", *s, want)
 	}
 }
