@@ -407,12 +407,12 @@ func benchSegment(w io.Writer, m BenchModel, d volume.Dims, sp [3]float64, modes
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
-	ct, err := syntheticCT(d, sp, 1)
+	ct, err := SyntheticCT(d, sp, 1)
 	if err != nil {
 		return fmt.Errorf("bench segment: %w", err)
 	}
 	in := filepath.Join(dir, "ct.nii.gz")
-	if err := writeInt16(in, ct); err != nil {
+	if err := WriteInt16(in, ct); err != nil {
 		return fmt.Errorf("bench segment: %w", err)
 	}
 	st, _ := os.Stat(in)

@@ -16,6 +16,7 @@ import (
 	"github.com/covseg/covseg/eval/metrics"
 	"github.com/covseg/covseg/eval/montage"
 	"github.com/covseg/covseg/infer"
+	"github.com/covseg/covseg/internal/fsguard"
 	"github.com/covseg/covseg/internal/progress"
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/dicomout"
@@ -56,6 +57,9 @@ type SegmentOptions struct {
 	// with its figures burnt in, as a Secondary Capture) in its study. A
 	// NIfTI case asked for them fails with a message.
 	DICOMSEG, DICOMSC bool
+	// Strict fails a case whose CT has NaN or infinite voxels; otherwise
+	// they are read as volio.NonFiniteHU (air) with a warning on Log.
+	Strict bool
 	// Log receives the progress bar and a line per case (standard error in
 	// the command); nil discards them.
 	Log io.Writer
@@ -116,6 +120,14 @@ func SegmentBatch(ctx context.Context, o SegmentOptions) (*SegmentResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
+	// Where the outputs go, and that none of them is an input or unwritable,
+	// is settled before the model is loaded.
+	if err := placeOutputs(cases, batch, o.Out); err != nil {
+		return nil, fmt.Errorf("segment: %w", err)
+	}
+	if err := guardSegmentOutputs(cases, o, nil); err != nil {
+		return nil, fmt.Errorf("segment: %w", err)
+	}
 	if o.Engine == "" {
 		o.Engine = infer.EngineORT
 	}
@@ -134,9 +146,10 @@ func SegmentBatch(ctx context.Context, o SegmentOptions) (*SegmentResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
-	if err := placeOutputs(cases, batch, o.Out); err != nil {
+	if err := guardSegmentOutputs(cases, o, seg.Config().ClassNames); err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
 	}
+	warn := func(msg string) { bar.Println("warning: " + msg) }
 	fmt.Fprintf(log, "model %s: %s; %s mode; engine %s\n", o.Model, seg.Config(), seg.Mode(), eng.Name())
 	res := &SegmentResult{Out: o.Out}
 	var failed []string
@@ -146,7 +159,7 @@ func SegmentBatch(ctx context.Context, o SegmentOptions) (*SegmentResult, error)
 		}
 		current = c.name
 		bar.SetSuffix(c.name)
-		cr, line := segmentOne(seg, c, o)
+		cr, line := segmentOne(seg, c, o, warn)
 		res.Cases = append(res.Cases, cr)
 		if cr.Error != "" {
 			failed = append(failed, c.name)
@@ -198,7 +211,7 @@ func (t caseTiming) String() string {
 // segmentOne reads, segments and writes one case and returns its result
 // and summary line. A panic in any step becomes the case's error, so that
 // one case cannot end a batch.
-func segmentOne(seg *infer.Segmenter, c segCase, o SegmentOptions) (cr metrics.CaseResult, line string) {
+func segmentOne(seg *infer.Segmenter, c segCase, o SegmentOptions, warn func(string)) (cr metrics.CaseResult, line string) {
 	cr = metrics.NewCaseResult(c.name, nil, nil, nil)
 	cr.Image = c.in
 	defer func() {
@@ -206,7 +219,8 @@ func segmentOne(seg *infer.Segmenter, c segCase, o SegmentOptions) (cr metrics.C
 			cr.Error = fmt.Sprintf("%s: internal error: %v", c.in, p)
 		}
 	}()
-	res, ct, tm, err := segmentCase(seg, c, outputs{series: o.Series, probs: o.Probs, png: o.PNG, report: o.Report, dicomSEG: o.DICOMSEG, dicomSC: o.DICOMSC})
+	res, ct, tm, err := segmentCase(seg, c, outputs{series: o.Series, probs: o.Probs, png: o.PNG, report: o.Report,
+		dicomSEG: o.DICOMSEG, dicomSC: o.DICOMSC, strict: o.Strict, warn: warn})
 	if err != nil {
 		cr.Error = err.Error()
 		return cr, ""
@@ -231,6 +245,42 @@ func segmentOne(seg *infer.Segmenter, c segCase, o SegmentOptions) (cr metrics.C
 	return cr, fmt.Sprintf("%s %dx%dx%d → %s: %s (%s)", c.name, d[0], d[1], d[2], c.mask, strings.Join(parts, ", "), tm)
 }
 
+// guardSegmentOutputs refuses, before any case is segmented, outputs that
+// are one of the inputs (a CT, the model; by file identity, through links)
+// or that cannot be written. classNames, once the model is open, names the
+// per-class probability maps; before that only the class-less names are
+// checked.
+func guardSegmentOutputs(cases []segCase, o SegmentOptions, classNames []string) error {
+	inputs := []string{o.Model}
+	var outputs []string
+	for _, c := range cases {
+		inputs = append(inputs, c.in)
+		outputs = append(outputs, c.mask)
+		if o.Probs {
+			outputs = append(outputs, c.probsPath(""))
+			for k := 1; k < len(classNames); k++ {
+				outputs = append(outputs, c.probsPath(fileSafe(classNames[k])))
+			}
+		}
+		if o.PNG {
+			outputs = append(outputs, c.stem+"_mask.png")
+		}
+		if o.Report {
+			outputs = append(outputs, c.stem+"_report.json", c.stem+"_report.md")
+		}
+		if o.DICOMSEG {
+			outputs = append(outputs, c.stem+"_seg.dcm")
+		}
+		if o.DICOMSC {
+			outputs = append(outputs, c.stem+"_sc.dcm")
+		}
+	}
+	if err := fsguard.RefuseSame(outputs, inputs); err != nil {
+		return err
+	}
+	return fsguard.CheckOutputs(outputs...)
+}
+
 // DICOMSource is the DICOM series a CT was read from (src, as volio.Read
 // returns it), for derived DICOM objects; a NIfTI input is refused.
 func DICOMSource(in string, src *volio.Source) (*dicomout.Source, error) {
@@ -246,6 +296,10 @@ type outputs struct {
 	series             string
 	probs, png, report bool
 	dicomSEG, dicomSC  bool
+	// strict fails a CT with non-finite voxels; warn (may be nil) is told
+	// when they are read as air instead.
+	strict bool
+	warn   func(string)
 }
 
 // segmentCase reads one CT, segments it and writes its mask and the
@@ -253,9 +307,19 @@ type outputs struct {
 func segmentCase(seg *infer.Segmenter, c segCase, out outputs) (*infer.Result, *volume.Volume, caseTiming, error) {
 	var tm caseTiming
 	start := time.Now()
-	ct, src, err := volio.Read(c.in, volio.Options{SeriesUID: out.series})
+	ct, src, err := volio.Read(c.in, volio.Options{SeriesUID: out.series,
+		Copies: volio.CopiesSegment(seg.Config().Classes, out.probs)})
 	if err != nil {
 		return nil, nil, tm, err
+	}
+	if src.NonFinite > 0 {
+		if out.strict {
+			return nil, nil, tm, fmt.Errorf("%s: %d voxels are NaN or infinite (--strict)", c.in, src.NonFinite)
+		}
+		n := volio.ReplaceNonFinite(ct, volio.NonFiniteHU)
+		if out.warn != nil {
+			out.warn(fmt.Sprintf("%s: %d voxels are NaN or infinite; they are read as %d HU (air)", c.in, n, volio.NonFiniteHU))
+		}
 	}
 	tm.Read = time.Since(start)
 	var dsrc *dicomout.Source

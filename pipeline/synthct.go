@@ -11,12 +11,12 @@ import (
 	"github.com/covseg/covseg/volume/nifti"
 )
 
-// syntheticCT makes a chest-CT-like volume in HU for benchmarks: air
+// SyntheticCT makes a chest-CT-like volume in HU for benchmarks: air
 // outside an elliptic body of soft tissue under a ring of fat, two lungs
 // (−850 HU) holding ground-glass blobs (−350 HU) and vessels, a spine, and
 // noise. The geometry is DICOM's usual: LPS voxel order (i towards the
 // patient's left, j posterior, k superior), centred on the origin.
-func syntheticCT(d volume.Dims, spacing [3]float64, seed uint64) (*volume.Volume, error) {
+func SyntheticCT(d volume.Dims, spacing [3]float64, seed uint64) (*volume.Volume, error) {
 	a := volume.Identity()
 	for ax, s := range spacing {
 		a[ax][ax] = s
@@ -94,8 +94,8 @@ func tissue(p [3]float64, body [2]float64, blobs []blob) float64 {
 
 func sq(x float64) float64 { return x * x }
 
-// writeInt16 writes v as int16 NIfTI, as scanners' HU are stored.
-func writeInt16(path string, v *volume.Volume) error {
+// WriteInt16 writes v as int16 NIfTI, as scanners' HU are stored.
+func WriteInt16(path string, v *volume.Volume) error {
 	if err := nifti.WriteVolume(path, v, nifti.WriteOptions{Datatype: nifti.Int16}); err != nil {
 		return fmt.Errorf("synthetic CT: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 // TestSyntheticCT checks that the benchmark's CT holds air, lung, soft
 // tissue and bone where a chest CT has them.
 func TestSyntheticCT(t *testing.T) {
-	v, err := syntheticCT(volume.Dims{128, 128, 40}, [3]float64{2.8, 2.8, 5}, 1)
+	v, err := SyntheticCT(volume.Dims{128, 128, 40}, [3]float64{2.8, 2.8, 5}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

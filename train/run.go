@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -113,6 +114,10 @@ func (r *runner) open() error {
 	hash := r.cfg.hash()
 	if r.opt.Resume {
 		mcfg, ctx, st, err := ReadCheckpoint(last)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("train: cannot resume %s: it holds no %s (the run stopped or was killed before its first checkpoint, or this is not a run folder); start it again with: covseg train --config %s -o %s",
+				r.dir, FileLast, filepath.Join(r.dir, FileConfig), r.dir)
+		}
 		if err != nil {
 			return fmt.Errorf("train: resuming %s: %w", r.dir, err)
 		}

@@ -325,3 +325,15 @@ func TestPruneEpochFiles(t *testing.T) {
 		t.Errorf("kept %v", names)
 	}
 }
+
+// TestResumeWithoutCheckpoint: resuming a folder that holds no last.ckpt (a
+// run killed before its first checkpoint) says so and how to start again,
+// instead of a bare "no such file or directory".
+func TestResumeWithoutCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	tr, val := tinySources(t, 3, 11)
+	_, err := Run(context.Background(), Options{Config: runConfig(), Dir: dir, Resume: true, Backend: testBackend(), Train: tr, Val: val})
+	if err == nil || !strings.Contains(err.Error(), "holds no last.ckpt") || !strings.Contains(err.Error(), "covseg train --config") {
+		t.Errorf("resuming a folder without a checkpoint: %v", err)
+	}
+}

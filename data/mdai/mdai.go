@@ -273,8 +273,13 @@ func polygonsOf(raw json.RawMessage) ([]Polygon, error) {
 	return out, nil
 }
 
-// polygonOf decodes [[x, y], ...].
+// polygonOf decodes [[x, y], ...]. null is an error, not an empty outline:
+// an annotation whose vertices are null has lost its outline, and dropping
+// it silently would turn a lesion into background.
 func polygonOf(raw json.RawMessage) (Polygon, error) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, errors.New("null: the annotation has no outline (a damaged export?)")
+	}
 	var pts [][]float64
 	if err := json.Unmarshal(raw, &pts); err != nil {
 		return nil, err

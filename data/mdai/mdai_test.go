@@ -194,11 +194,13 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 	shapes := map[string]string{
-		"short vertex": `{"vertices": [[1, 2], [3]]}`,
-		"huge":         `{"vertices": [[1e300, 2], [3, 4], [5, 6]]}`,
-		"line":         `{"start": [1, 2]}`,
-		"bad fg":       `{"foreground": [[1, 2]]}`,
-		"string":       `"x"`,
+		"short vertex":  `{"vertices": [[1, 2], [3]]}`,
+		"huge":          `{"vertices": [[1e300, 2], [3, 4], [5, 6]]}`,
+		"line":          `{"start": [1, 2]}`,
+		"bad fg":        `{"foreground": [[1, 2]]}`,
+		"string":        `"x"`,
+		"null vertices": `{"vertices": null}`,
+		"null polygon":  `{"foreground": [null]}`,
 	}
 	for name, d := range shapes {
 		a := Annotation{Data: []byte(d)}

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/covseg/covseg/internal/membudget"
 	par "github.com/covseg/covseg/internal/parallel"
 	"github.com/covseg/covseg/volume"
 )
@@ -212,6 +213,10 @@ type Options struct {
 	SeriesUID string
 	// Workers bounds how many files are read at once (0: GOMAXPROCS).
 	Workers int
+	// Check, when set, is called with the series' dims once the headers
+	// are read and before the pixels are allocated; its error ends Read
+	// (callers use it to refuse volumes over their memory budget).
+	Check func(volume.Dims) error
 }
 
 // MultipleSeriesError is returned by Read when the folder holds several
@@ -273,7 +278,16 @@ func (f *Folder) Read(opts Options) (*volume.Volume, *SeriesInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("dicomseries: series %s: %w", info.UID, err)
 	}
-	v, err := volume.New(volume.Dims{hs[0].cols, hs[0].rows, len(hs)}, aff)
+	dims := volume.Dims{hs[0].cols, hs[0].rows, len(hs)}
+	if err := membudget.Check(fmt.Sprintf("dicomseries: series %s: %v voxels as float32", info.UID, dims), int64(dims[0])*int64(dims[1])*int64(dims[2])*4); err != nil {
+		return nil, nil, err
+	}
+	if opts.Check != nil {
+		if err := opts.Check(dims); err != nil {
+			return nil, nil, err
+		}
+	}
+	v, err := volume.New(dims, aff)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dicomseries: series %s: %w", info.UID, err)
 	}

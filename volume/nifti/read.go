@@ -23,10 +23,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"slices"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/covseg/covseg/internal/membudget"
 	"github.com/covseg/covseg/volume"
 )
 
@@ -51,7 +51,9 @@ type Image struct {
 	// fastest. Integers wider than 24 bits and float64 values are rounded
 	// to the nearest float32 (float64 beyond float32's range becomes ±Inf).
 	Data []float32
-	name string
+	// NonFinite counts the NaN and ±Inf values of Data.
+	NonFinite int
+	name      string
 }
 
 // ReadHeader reads and validates the header of a .nii or .nii.gz file
@@ -76,9 +78,9 @@ func Read(path string) (*Image, error) {
 }
 
 // Decode reads a whole .nii or .nii.gz image from r (compression is found
-// from the bytes). name is used in error messages only. As the length of r
-// is not known, the voxels are allocated as they arrive: a header claiming
-// more than r holds is refused when r ends, having used memory in
+// from the bytes). name is used in error messages only. The voxels are
+// allocated at once (within the memory budget); a header claiming more
+// than r holds is refused when r ends, having touched memory only in
 // proportion to what r held.
 func Decode(name string, r io.Reader) (*Image, error) {
 	s, err := newSource(name, r, -1, -1)
@@ -308,59 +310,144 @@ func (s *source) image() (*Image, error) {
 	if err != nil {
 		return nil, headerError(s.name, "%v", err)
 	}
-	if skip := h.VoxOffset - int64(h.HeaderBytes); skip > 0 {
-		if n, err := io.CopyN(io.Discard, s.r, skip); err != nil {
-			return nil, s.readErr("the extensions before vox_offset", int64(h.HeaderBytes), skip, n, err)
-		}
+	if err := s.skipToVoxels(h); err != nil {
+		return nil, err
 	}
-	data, err := s.voxels(h)
+	data, nonFinite, err := s.voxels(h)
 	if err != nil {
 		return nil, err
 	}
-	if s.gz != nil {
-		// Read to the end so that the gzip checksum is verified. Bytes after a
-		// complete gzip member that do not start another one are ignored, as
-		// gzip(1) does.
-		if _, err := io.Copy(io.Discard, s.gz); err != nil && !errors.Is(err, gzip.ErrHeader) {
-			return nil, fmt.Errorf("nifti: %s: corrupt gzip stream after the voxel data: %w", s.name, err)
-		}
+	if err := s.finish(); err != nil {
+		return nil, err
 	}
-	return &Image{Header: h, Affine: aff, Shape: h.Shape(), Data: data, name: s.name}, nil
+	return &Image{Header: h, Affine: aff, Shape: h.Shape(), Data: data, NonFinite: nonFinite, name: s.name}, nil
 }
 
-// voxels reads and scales the voxel data. When the stream's length is known
-// to hold it, the result is allocated at once; otherwise (gzip without a
-// matching size trailer) it grows as data arrives, so a header that claims
-// more than the stream holds never makes it allocate more than twice what
-// was really there.
-func (s *source) voxels(h *Header) ([]float32, error) {
+// skipToVoxels skips the extensions between the header and vox_offset.
+func (s *source) skipToVoxels(h *Header) error {
+	if skip := h.VoxOffset - int64(h.HeaderBytes); skip > 0 {
+		if n, err := io.CopyN(io.Discard, s.r, skip); err != nil {
+			return s.readErr("the extensions before vox_offset", int64(h.HeaderBytes), skip, n, err)
+		}
+	}
+	return nil
+}
+
+// finish reads a gzip stream to its end so that its checksum is verified.
+// Bytes after a complete gzip member that do not start another one are
+// ignored, as gzip(1) does.
+func (s *source) finish() error {
+	if s.gz == nil {
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, s.gz); err != nil && !errors.Is(err, gzip.ErrHeader) {
+		return fmt.Errorf("nifti: %s: corrupt gzip stream after the voxel data: %w", s.name, err)
+	}
+	return nil
+}
+
+// voxels reads and scales the voxel data, after checking its float32 size
+// against the memory budget (package membudget). When the stream's length
+// is known to hold the data (a plain file of the right size, or gzip whose
+// size trailer matches), it is decoded straight into one buffer of the
+// header's size; otherwise (gzip without a matching trailer, or a reader
+// of unknown length) the buffer grows as data arrives, so that a header
+// claiming more than the stream holds never makes it allocate more than
+// twice what was really there. It returns the data and how many values
+// are NaN or ±Inf.
+func (s *source) voxels(h *Header) ([]float32, int, error) {
 	nvox := h.NumVoxels()
-	esize := h.Datatype.Size()
+	if err := membudget.Check(fmt.Sprintf("nifti: %s: %v voxels of %s decoded to float32", s.name, h.Shape(), h.Datatype), int64(nvox)*4); err != nil {
+		return nil, 0, err
+	}
 	end := h.VoxOffset + h.dataBytes()
 	var out []float32
 	if s.gz == nil && s.size >= 0 || s.gz != nil && s.trailer == end&0xffffffff {
 		out = make([]float32, 0, nvox)
 	}
+	nonFinite := 0
+	err := s.scan(h, func(vals []float32) error {
+		out = append(out, vals...)
+		return nil
+	}, &nonFinite)
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, nonFinite, nil
+}
+
+// scan reads the voxel data chunk by chunk, converts and scales each into
+// one reused float32 buffer and hands it to use; use must not keep it.
+// nonFinite, when not nil, counts NaN and ±Inf values (only float data or
+// scaled data can hold them).
+func (s *source) scan(h *Header, use func(vals []float32) error, nonFinite *int) error {
+	esize := h.Datatype.Size()
 	slope, inter, scaled := h.Scaling()
 	conv := converter{dt: h.Datatype, swap: h.ByteOrder == binary.BigEndian, slope: slope, inter: inter,
 		mul: scaled && slope != 1, add: scaled && inter != 0}
-	var convErr error
-	done := 0
-	n, err := readChunks(s.r, h.dataBytes(), chunkBytes-chunkBytes%esize, func(raw []byte) error {
-		k := len(raw) / esize
-		out = slices.Grow(out, k)[:done+k]
-		if err := conv.run(out[done:], raw); err != nil {
-			convErr = headerError(s.name, "%v", err)
-			return convErr
+	count := nonFinite != nil && (h.Datatype == Float32 || h.Datatype == Float64 || conv.mul || conv.add)
+	size := chunkBytes - chunkBytes%esize
+	buf := make([]float32, min(int64(size/esize), int64(h.NumVoxels())))
+	var useErr error
+	n, err := readChunks(s.r, h.dataBytes(), size, func(raw []byte) error {
+		vals := buf[:len(raw)/esize]
+		if err := conv.run(vals, raw); err != nil {
+			useErr = headerError(s.name, "%v", err)
+			return useErr
 		}
-		done += k
+		if count {
+			*nonFinite += countNonFinite(vals)
+		}
+		if err := use(vals); err != nil {
+			useErr = err
+			return err
+		}
 		return nil
 	})
-	if convErr != nil {
-		return nil, convErr
+	if useErr != nil {
+		return useErr
 	}
 	if err != nil {
-		return nil, s.readErr("voxel data", h.VoxOffset, h.dataBytes(), n, err)
+		return s.readErr("voxel data", h.VoxOffset, h.dataBytes(), n, err)
 	}
-	return out, nil
+	return nil
+}
+
+// countNonFinite counts the NaN and ±Inf values of vals.
+func countNonFinite(vals []float32) int {
+	n := 0
+	for _, x := range vals {
+		if x-x != 0 { // NaN - NaN and Inf - Inf are NaN; finite - itself is 0
+			n++
+		}
+	}
+	return n
+}
+
+// Scan reads a .nii or .nii.gz file's header and then its voxels in
+// chunks, handing use the scaled float32 values of each chunk in file order
+// (first index fastest) without ever holding the whole image: memory stays
+// a few MiB whatever the image's size. use must not keep the slice. It
+// returns the header and how many values were NaN or ±Inf.
+func Scan(path string, use func(vals []float32) error) (*Header, int, error) {
+	s, err := openFile(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.close()
+	h, err := s.header()
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := s.skipToVoxels(h); err != nil {
+		return nil, 0, err
+	}
+	nonFinite := 0
+	if err := s.scan(h, use, &nonFinite); err != nil {
+		return nil, 0, err
+	}
+	if err := s.finish(); err != nil {
+		return nil, 0, err
+	}
+	return h, nonFinite, nil
 }

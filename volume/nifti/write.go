@@ -7,11 +7,11 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/covseg/covseg/volume"
 )
 
@@ -318,18 +318,25 @@ func intRange(dt Datatype) (lo, hi float64) {
 // writeFile writes the header and the voxels that fill writes to a
 // temporary file beside path, gzip-compressed when path ends in .gz, and
 // renames it to path once everything is on disk.
-func writeFile(path string, h *Header, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+func writeFile(path string, h *Header, fill func(io.Writer) error) error {
+	f, err := atomicfile.CreateTemp(path)
 	if err != nil {
 		return fmt.Errorf("nifti: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("nifti: %s: %w", path, err)
-		}
-	}()
+	if err := encodeFile(f, path, h, fill); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("nifti: %s: %w", path, err)
+	}
+	if err := atomicfile.Commit(f, path); err != nil {
+		return fmt.Errorf("nifti: %w", err)
+	}
+	return nil
+}
+
+// encodeFile writes the header and the voxels to f, gzip-compressed when
+// path ends in .gz.
+func encodeFile(f *os.File, path string, h *Header, fill func(io.Writer) error) error {
 	bw := bufio.NewWriterSize(f, chunkBytes)
 	var w io.Writer = bw
 	var zw *gzip.Writer
@@ -350,17 +357,5 @@ func writeFile(path string, h *Header, fill func(io.Writer) error) (err error) {
 			return err
 		}
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return bw.Flush()
 }

@@ -24,7 +24,10 @@ affine is written exactly (sform and qform). DICOM becomes Hounsfield units.
 every voxel fits exactly, and float32 otherwise.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, src, err := volio.Read(args[0], volio.Options{SeriesUID: series})
+			if err := guardOutputs(args[1:2], args[:1]); err != nil {
+				return err
+			}
+			v, src, err := volio.Read(args[0], volio.Options{SeriesUID: series, Copies: volio.CopiesConvert})
 			if err != nil {
 				return err
 			}

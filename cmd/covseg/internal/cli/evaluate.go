@@ -88,6 +88,9 @@ func newEvaluateCmd() *cobra.Command {
 		Long:  evaluateLong,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := guardOutputs([]string{o.csv, o.markdown}, []string{o.pred, o.truth, o.manifest}); err != nil {
+				return fmt.Errorf("evaluate: %w", err)
+			}
 			return runEvaluate(o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

@@ -32,6 +32,9 @@ scripts/check-onnx MODEL.onnx runs the ONNX checker on the result.`,
 			if out == "" {
 				return fmt.Errorf("model export: -o MODEL.onnx is required")
 			}
+			if err := guardOutputs([]string{out}, args); err != nil {
+				return fmt.Errorf("model export: %w", err)
+			}
 			cfg, err := infer.ExportCheckpoint(args[0], out, Version, onnx.Options{KeepBatchNorm: keepBN})
 			if err != nil {
 				return fmt.Errorf("model export: %w", err)

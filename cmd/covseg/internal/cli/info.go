@@ -62,7 +62,8 @@ func newInfoCmd() *cobra.Command {
 dims, voxel spacing (mm), orientation codes (RAS+ convention: the letter is the
 direction each voxel axis points to), datatype on disk, the voxel-to-world
 affine in RAS+ millimetres, and voxel statistics. NIfTI time series (4D) are
-described without statistics.`,
+described without statistics. A NIfTI file is streamed: its statistics take a
+few MiB of memory whatever its size.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := describe(args[0], series)
@@ -84,16 +85,16 @@ described without statistics.`,
 }
 
 func describe(path, series string) (*infoReport, error) {
-	v, src, err := volio.Describe(path, volio.Options{SeriesUID: series})
+	src, s, err := volio.ReadStats(path, volio.Options{SeriesUID: series})
 	if err != nil {
 		return nil, err
 	}
 	r := &infoReport{Path: path, Format: src.Format, Datatype: src.Datatype, Shape: src.Shape,
 		Spacing: src.AffineOnDisk.Spacing(), AxCodes: src.AffineOnDisk.AxCodes(), Affine: noNegativeZero(src.AffineOnDisk)}
-	if v != nil {
-		d := v.Dims
+	if s != nil {
+		d := volume.Dims{1, 1, 1}
+		copy(d[:], src.Shape)
 		r.Dims = &d
-		s := volio.Compute(v.Data)
 		r.Stats = &jsonStats{Min: finiteOrNil(s.Min), Max: finiteOrNil(s.Max), Mean: finiteOrNil(s.Mean),
 			SD: finiteOrNil(s.SD), Sum: s.Sum, NonFinite: s.NonFinite}
 	} else {

@@ -15,6 +15,7 @@ import (
 
 func newLungsCmd() *cobra.Command {
 	var out, png, series, dicomSEG string
+	var strict bool
 	opt := lungs.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "lungs IN -o LUNGS.nii.gz",
@@ -36,8 +37,14 @@ right on the image's left, anterior up) with the lungs outlined.`,
 			if out == "" {
 				return fmt.Errorf("lungs: -o LUNGS.nii.gz is required")
 			}
-			v, vsrc, err := volio.Read(args[0], volio.Options{SeriesUID: series})
+			if err := guardOutputs([]string{out, png, dicomSEG}, args[:1]); err != nil {
+				return err
+			}
+			v, vsrc, err := volio.Read(args[0], volio.Options{SeriesUID: series, Copies: volio.CopiesLungs})
 			if err != nil {
+				return err
+			}
+			if err := nonFinite(cmd.ErrOrStderr(), args[0], vsrc, v, strict); err != nil {
 				return err
 			}
 			res, err := lungs.Segment(v, opt)
@@ -80,6 +87,7 @@ right on the image's left, anterior up) with the lungs outlined.`,
 	f.StringVar(&png, "png", "", "also draw a montage of axial slices with the lungs outlined (PNG)")
 	f.StringVar(&dicomSEG, "dicom-seg", "", "DICOM input: also write the lungs as a DICOM Segmentation file (right and left lung segments)")
 	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID to read when the folder holds several")
+	f.BoolVar(&strict, "strict", false, "refuse a CT with NaN or infinite voxels (default: warn and read them as -1024 HU)")
 	addLungsFlags(f, &opt)
 	return cmd
 }

@@ -52,6 +52,9 @@ is summed for the single CT channel. The decoder is initialised at random.`,
 			if out == "" {
 				return fmt.Errorf("model init: -o MODEL.ckpt is required")
 			}
+			if err := guardOutputs([]string{out}, []string{pretrained}); err != nil {
+				return fmt.Errorf("model init: %w", err)
+			}
 			cfg := model.DefaultConfig()
 			cfg.Classes, cfg.InChannels, cfg.Width = classes, inChannels, width
 			cfg.ClassNames = model.DefaultClassNames(classes)

@@ -16,7 +16,7 @@ import (
 
 func newReportCmd() *cobra.Command {
 	var ctPath, maskPath, lungsPath, mdPath, pngPath, series, dicomSEG, dicomSC string
-	var asJSON bool
+	var asJSON, strict bool
 	opt := lungs.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "report --ct CT --mask MASK [--lungs LUNGS]",
@@ -44,8 +44,14 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 			if ctPath == "" || maskPath == "" {
 				return fmt.Errorf("report: --ct CT and --mask MASK are required")
 			}
-			ct, ctSrc, err := volio.Read(ctPath, volio.Options{SeriesUID: series})
+			if err := guardOutputs([]string{mdPath, pngPath, dicomSEG, dicomSC}, []string{ctPath, maskPath, lungsPath}); err != nil {
+				return err
+			}
+			ct, ctSrc, err := volio.Read(ctPath, volio.Options{SeriesUID: series, Copies: volio.CopiesReport})
 			if err != nil {
+				return err
+			}
+			if err := nonFinite(cmd.ErrOrStderr(), ctPath, ctSrc, ct, strict); err != nil {
 				return err
 			}
 			mask, _, err := volio.ReadLabel(maskPath)
@@ -79,6 +85,7 @@ lungs outlined and the infiltrate filled, window -1350..150 HU.`,
 	f.StringVar(&series, "series", "", "DICOM SeriesInstanceUID to read when the folder holds several")
 	f.StringVar(&dicomSEG, "dicom-seg", "", "DICOM CT: also write the infiltrate and lungs as a DICOM Segmentation file")
 	f.StringVar(&dicomSC, "dicom-sc", "", "DICOM CT: also write the montage with the figures as a DICOM Secondary Capture file")
+	f.BoolVar(&strict, "strict", false, "refuse a CT with NaN or infinite voxels (default: warn and read them as -1024 HU)")
 	addLungsFlags(f, &opt)
 	return cmd
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/covseg/covseg/pipeline"
 	"github.com/spf13/cobra"
+
+	"github.com/covseg/covseg/internal/iocheck"
 )
 
 // Version is covseg's version, stamped into exported models and reports.
@@ -25,6 +27,7 @@ func NewRoot() *cobra.Command {
 	for _, add := range commands {
 		root.AddCommand(add())
 	}
+	addMemBudgetFlag(root)
 	return root
 }
 
@@ -46,14 +49,25 @@ var commands = []func() *cobra.Command{
 	newPACSCmd,
 }
 
-// Execute runs covseg with args and returns the process exit code.
+// Execute runs covseg with args and returns the process exit code. Every
+// write to stdout and stderr is checked: a command whose output could not
+// be written (a full disk, a closed pipe) exits 1 even when it printed
+// with fmt.Fprintf and ignored the error.
 func Execute(args []string, stdout, stderr io.Writer) int {
+	out, errw := iocheck.New(stdout, "standard output"), iocheck.New(stderr, "standard error")
 	root := NewRoot()
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(stderr, "covseg:", err)
+	root.SetOut(out)
+	root.SetErr(errw)
+	err := root.Execute()
+	if err == nil {
+		err = out.Err()
+	}
+	if err != nil {
+		fmt.Fprintln(errw, "covseg:", err)
+		return 1
+	}
+	if errw.Err() != nil {
 		return 1
 	}
 	return 0

@@ -15,7 +15,7 @@ type segmentFlags struct {
 	overlap                                       float64
 	threads                                       int
 	tta, probs, png, report, json                 bool
-	dicomSEG, dicomSC                             bool
+	dicomSEG, dicomSC, strict                     bool
 }
 
 func newSegmentCmd() *cobra.Command {
@@ -92,6 +92,7 @@ burnt in as a Secondary Capture, for viewers that cannot show a SEG.`,
 	fl.BoolVar(&f.dicomSC, "dicom-sc", false, "DICOM input: also write CASE_sc.dcm, the report montage as a DICOM Secondary Capture with the figures burnt in")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
+	fl.BoolVar(&f.strict, "strict", false, "fail a case whose CT has NaN or infinite voxels (default: warn and read them as -1024 HU)")
 	return cmd
 }
 
@@ -105,7 +106,7 @@ func runSegment(cmd *cobra.Command, args []string, f segmentFlags) error {
 	}
 	res, err := pipeline.SegmentBatch(cmd.Context(), pipeline.SegmentOptions{
 		Inputs: args, Out: f.out, Model: f.modelPath, Engine: f.engine, Threads: f.threads, Series: f.series,
-		Infer: &opts, Probs: f.probs, PNG: f.png, Report: f.report, DICOMSEG: f.dicomSEG, DICOMSC: f.dicomSC,
+		Infer: &opts, Probs: f.probs, PNG: f.png, Report: f.report, DICOMSEG: f.dicomSEG, DICOMSC: f.dicomSC, Strict: f.strict,
 		Log: cmd.ErrOrStderr(),
 	})
 	switch {
