@@ -25,12 +25,16 @@ func TestStartPeakHeapSeesAnAllocation(t *testing.T) {
 // the peak RSS covers at least a touched 32 MiB buffer (on unix; elsewhere
 // both are 0 by definition).
 func TestCPUTimeAndPeakRSS(t *testing.T) {
+	// Busy until CPU time shows 5 ms more, for at most 10 s of wall time:
+	// on a loaded machine a fixed wall-time loop may get little CPU.
 	c0 := CPUTime()
 	x := 0
-	for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
-		x++
+	c1 := c0
+	for start := time.Now(); c1-c0 < 5*time.Millisecond && time.Since(start) < 10*time.Second; c1 = CPUTime() {
+		for range 100000 {
+			x++
+		}
 	}
-	c1 := CPUTime()
 	buf := make([]byte, 32<<20)
 	for i := range buf {
 		buf[i] = 1
@@ -43,7 +47,7 @@ func TestCPUTimeAndPeakRSS(t *testing.T) {
 		return
 	}
 	if c1-c0 < 5*time.Millisecond || x == 0 {
-		t.Errorf("CPU time grew by %v over a 30 ms busy loop", c1-c0)
+		t.Errorf("CPU time grew by %v over 10 s of busy loop", c1-c0)
 	}
 	if rss < 32<<20 || buf[len(buf)-1] != 1 {
 		t.Errorf("peak RSS %d bytes after touching 32 MiB", rss)
