@@ -21,7 +21,7 @@ func TestStartPeakHeapSeesAnAllocation(t *testing.T) {
 	}
 }
 
-// TestCPUTimeAndPeakRSS: a 30 ms busy loop shows in the CPU time, and
+// TestCPUTimeAndPeakRSS: a busy loop shows in the CPU time, and
 // the peak RSS covers at least a touched 32 MiB buffer (on unix; elsewhere
 // both are 0 by definition).
 func TestCPUTimeAndPeakRSS(t *testing.T) {
