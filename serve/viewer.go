@@ -1,0 +1,5 @@
+package serve
+
+import "net/http"
+
+func (s *Server) viewerRoutes(mux *http.ServeMux) {}
