@@ -225,3 +225,7 @@ func thresholdDiff(t testing.TB, v *volume.Volume, m *volume.Label) int {
 	}
 	return diff
 }
+
+var httpClient = http.DefaultClient
+
+func newRequest(method, url string) (*http.Request, error) { return http.NewRequest(method, url, nil) }

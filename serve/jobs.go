@@ -89,6 +89,7 @@ func (s *Server) work() {
 // fails the job, not the server.
 func (s *Server) runJob(j *job) (err error) {
 	timing := map[string]float64{}
+	var at *[3]float64
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("internal error: %v", p)
@@ -102,7 +103,7 @@ func (s *Server) runJob(j *job) (err error) {
 			s.logf("case %s: %s done %v", j.id, j.kind, timing)
 		}
 		s.st.update(j.id, func(c *Case) {
-			c.State, c.Error, c.Timing = state, msg, timing
+			c.State, c.Error, c.Timing, c.Focus = state, msg, timing, at
 			if err == nil && j.kind == jobSegment {
 				c.MaskFrom = "model"
 			}
@@ -111,40 +112,41 @@ func (s *Server) runJob(j *job) (err error) {
 	if _, err := s.st.update(j.id, func(c *Case) { c.State = StateRunning }); err != nil {
 		return err
 	}
-	return s.process(j, timing)
+	at, err = s.process(j, timing)
+	return err
 }
 
 // process reads the case's CT, segments it (jobSegment) or reads its mask
 // (jobAnalyse), and writes the lung mask, the report and the montage.
-func (s *Server) process(j *job, timing map[string]float64) error {
+func (s *Server) process(j *job, timing map[string]float64) (*[3]float64, error) {
 	step := func(name string, start time.Time) { timing[name] = time.Since(start).Seconds() }
 	t := time.Now()
 	ct, _, err := nifti.ReadVolume(s.st.path(j.id, FileImage))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	step("read", t)
 	var mask *volume.Label
 	if j.kind == jobSegment {
 		if s.cfg.Segmenter == nil {
-			return errors.New("no model loaded (covseg serve --model)")
+			return nil, errors.New("no model loaded (covseg serve --model)")
 		}
 		t = time.Now()
 		s.model.Lock()
 		res, err := s.cfg.Segmenter.Segment(ct)
 		s.model.Unlock()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		step("segment", t)
 		mask = res.Mask
 		if err := nifti.WriteLabel(s.st.path(j.id, FileMask), mask); err != nil {
-			return err
+			return nil, err
 		}
 	} else if mask, _, err = nifti.ReadLabel(s.st.path(j.id, FileMask)); err != nil {
-		return err
+		return nil, err
 	}
-	return s.analyse(j.id, ct, mask, timing)
+	return focus(mask), s.analyse(j.id, ct, mask, timing)
 }
 
 // analyse writes the lung mask (computed once per case), the severity

@@ -243,11 +243,16 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	}
 }
 
-// caseID reads and sanitises a case ID from the query.
+// caseID reads and sanitises a case ID from the query. Unlike an uploaded
+// file's name, which may be a client-side path and keeps its base name, an
+// ID with a path separator is refused.
 func caseID(r *http.Request, key string) (string, error) {
 	raw := r.URL.Query().Get(key)
 	if raw == "" {
 		return "", badRequest("query parameter %q (the image ID) is missing", key)
+	}
+	if strings.ContainsAny(raw, `/\`) {
+		return "", badRequest("%s %q: an image ID is a name, not a path", key, clip(raw))
 	}
 	id, err := SafeID(raw)
 	if err != nil {

@@ -56,6 +56,9 @@ type Case struct {
 	Updated time.Time `json:"updated"`
 	// Seconds spent in the last job's steps.
 	Timing map[string]float64 `json:"timing,omitempty"`
+	// Focus is where the viewer opens the case (RAS+ mm): the centre of the
+	// mask in the axial slice that holds most of it.
+	Focus *[3]float64 `json:"focus,omitempty"`
 }
 
 // store is the datastore folder. Its lock orders the updates of case.json;
