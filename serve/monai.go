@@ -443,6 +443,9 @@ func (s *Server) importData(id string) error {
 	if s.cfg.DataDir == "" {
 		return &httpError{http.StatusNotFound, fmt.Sprintf("no image %q: upload it first (PUT /datastore/?image=%s)", id, id)}
 	}
+	if id == "cases" || id == "tmp" { // the datastore's own folders
+		return &httpError{http.StatusNotFound, fmt.Sprintf("no image %q", id)}
+	}
 	var path string
 	for _, name := range []string{id + ".nii.gz", id + ".nii", id} {
 		p := filepath.Join(s.cfg.DataDir, name) // id is a safe base name

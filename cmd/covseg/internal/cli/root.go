@@ -39,6 +39,7 @@ var commands = []func() *cobra.Command{
 	newModelCmd,
 	newTrainCmd,
 	newSegmentCmd,
+	newServeCmd,
 	newBenchCmd,
 	newDemoCmd,
 	newReproduceCmd,
