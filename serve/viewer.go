@@ -16,14 +16,14 @@ import (
 
 // web holds the pages and web/vendor: a README that is always there and,
 // when scripts/setup installed it before the build, NiiVue's bundle
-// (niivue.min.js, ignored by git). A build without the bundle serves the
+// (niivue.umd.js, ignored by git). A build without the bundle serves the
 // case list and the montages, and says how to get the viewer.
 //
 //go:embed web/list.html web/case.html web/vendor
 var web embed.FS
 
 // niivueBundle is the bundle's path in web.
-const niivueBundle = "web/vendor/niivue.min.js"
+const niivueBundle = "web/vendor/niivue.umd.js"
 
 // HasViewer reports whether this binary embeds NiiVue.
 func HasViewer() bool {
