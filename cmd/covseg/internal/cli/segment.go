@@ -24,6 +24,8 @@ import (
 // segmentFlags are the options of "covseg segment".
 type segmentFlags struct {
 	out, modelPath, engine, mode, spacing, series string
+	shard                                         string
+	skipExisting                                  bool
 	overlap                                       float64
 	threads                                       int
 	tta, probs, png, report                       bool
@@ -74,7 +76,14 @@ onto the CT's grid (trilinear) before the argmax.
 --png writes CASE_mask.png, 12 axial slices in the radiological view with
 each class of the mask outlined in its colour and named in a legend.
 --report writes CASE_report.json and CASE_report.md: the severity report of
-covseg report (lung and infiltrate volumes, percent involved, MosMedData category).`,
+covseg report (lung and infiltrate volumes, percent involved, MosMedData category).
+
+--shard K/N segments worker K's share of N (1 ≤ K ≤ N): the cases sorted by
+name, every N-th starting at the K-th, so that the N tasks of a Kubernetes
+Indexed Job (K = JOB_COMPLETION_INDEX+1) or a Slurm job array split a folder
+with no coordination; every task must see the same inputs. OUT is then always
+a folder. --skip-existing skips the cases whose outputs all exist (after the
+split), so a retried task does only what is left.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSegment(cmd.OutOrStdout(), cmd.ErrOrStderr(), args, f)
@@ -93,6 +102,8 @@ covseg report (lung and infiltrate volumes, percent involved, MosMedData categor
 	fl.BoolVar(&f.report, "report", false, "also write the severity report per case (JSON and Markdown)")
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
+	fl.StringVar(&f.shard, "shard", "", "segment only shard K/N of the cases (sorted by name, every N-th from the K-th): one worker of a cluster array job")
+	fl.BoolVar(&f.skipExisting, "skip-existing", false, "skip cases whose outputs all exist (a retried or resumed batch)")
 	return cmd
 }
 
@@ -129,6 +140,21 @@ func runSegment(stdout, stderr io.Writer, args []string, f segmentFlags) error {
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
+	if cases, err = shardCases(cases, f.shard); err != nil {
+		return fmt.Errorf("segment: %w", err)
+	}
+	if f.shard != "" || f.skipExisting {
+		if err := placeOutputs(cases, batch || f.shard != "", f.out); err != nil {
+			return fmt.Errorf("segment: %w", err)
+		}
+		if f.skipExisting {
+			cases = skipFinished(stderr, cases, f)
+		}
+		if len(cases) == 0 {
+			fmt.Fprintf(stdout, "segment: nothing to do (shard %q)\n", f.shard)
+			return nil
+		}
+	}
 	eng, err := openEngine(stderr, f)
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
@@ -144,7 +170,7 @@ func runSegment(stdout, stderr io.Writer, args []string, f segmentFlags) error {
 	if err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
-	if err := placeOutputs(cases, batch, f.out); err != nil {
+	if err := placeOutputs(cases, batch || f.shard != "", f.out); err != nil {
 		return fmt.Errorf("segment: %w", err)
 	}
 	fmt.Fprintf(stderr, "model %s: %s; %s mode; engine %s\n", f.modelPath, seg.Config(), seg.Mode(), eng.Name())
