@@ -115,6 +115,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"access_token": s.cfg.Token, "token_type": "bearer"})
 }
 
+// handleTokenValid answers GET /auth/token/valid, which Slicer calls to
+// check its token: reaching it means the token passed.
+func (s *Server) handleTokenValid(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"username": "covseg", "email": "", "name": "covseg", "roles": []string{"user"}})
+}
+
 // handleTrain answers GET /train/: covseg serve does not train, so no
 // training task is running (404, which Slicer's train_status reads as "not
 // running").

@@ -1,10 +1,16 @@
 package serve
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/covseg/covseg/volume"
 )
@@ -131,8 +137,16 @@ func TestAuthToken(t *testing.T) {
 			t.Errorf("header %v: %d %s, want 401 naming the token", h, st, b)
 		}
 	}
-	if st, _, _ := do(t, "GET", ts.URL+"/info/", "", nil, "Authorization", "Bearer "+token); st != 200 {
-		t.Errorf("right token: %d", st)
+	for _, scheme := range []string{"Bearer ", "bearer "} { // Slicer sends the token_type it got: "bearer"
+		if st, _, _ := do(t, "GET", ts.URL+"/info/", "", nil, "Authorization", scheme+token); st != 200 {
+			t.Errorf("right token (%q): %d", scheme, st)
+		}
+	}
+	if st, _, _ := do(t, "GET", ts.URL+"/auth/token/valid", "", nil, "Authorization", "bearer "+token); st != 200 {
+		t.Errorf("/auth/token/valid with the token: %d", st)
+	}
+	if st, _, _ := do(t, "GET", ts.URL+"/auth/token/valid", "", nil, "Authorization", "bearer nope"); st != 401 {
+		t.Errorf("/auth/token/valid with a wrong token: %d", st)
 	}
 	st, _, b := do(t, "POST", ts.URL+"/auth/token", "application/x-www-form-urlencoded", []byte("username=me&password="+token))
 	var tok map[string]any
@@ -208,4 +222,26 @@ func FuzzSafeID(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGetWithStaleContentLength sends what Slicer's client sends after an
+// upload: a GET with the upload's Content-Length and no body. The answer
+// must come at once, not after the server waited for the body.
+func TestGetWithStaleContentLength(t *testing.T) {
+	_, ts := newServer(t, Config{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "GET /datastore/?output=all HTTP/1.1\r\nHost: x\r\ncontent-type: multipart/form-data; boundary=x\r\ncontent-length: 106033\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a GET with a stale Content-Length: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), "objects") {
+		t.Errorf("answer %d %s (%v)", resp.StatusCode, b, err)
+	}
 }

@@ -154,6 +154,7 @@ func (s *Server) Handler() http.Handler {
 	exact("GET /info/", s.handleInfo)
 	exact("GET /auth/", s.handleAuth)
 	mux.HandleFunc("POST /auth/token", s.handleToken)
+	mux.HandleFunc("GET /auth/token/valid", s.handleTokenValid)
 	exact("GET /train/", s.handleTrain)
 	exact("GET /datastore/", s.handleDatastore)
 	exact("PUT /datastore/", s.handleUpload)
@@ -163,7 +164,24 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /infer/{model}", s.handleInfer)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.viewerRoutes(mux)
-	return s.auth(mux)
+	return noBodyClose(s.auth(mux))
+}
+
+// noBodyClose answers a GET, HEAD or DELETE that declares a body with
+// "Connection: close". Slicer's MONAILabelClient reuses its header dict, so
+// after an upload its GETs carry the upload's Content-Length but no body; Go's
+// server would wait for that body before answering, and the client would
+// hang. With the connection closing, the answer goes out first.
+func noBodyClose(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodDelete:
+			if r.ContentLength > 0 {
+				w.Header().Set("Connection", "close")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // tokenCookie carries the token for browsers, which cannot add a header to
@@ -191,10 +209,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}
-		got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !found {
-			got = ""
-		}
+		got := bearer(r.Header.Get("Authorization"))
 		if c, err := r.Cookie(tokenCookie); got == "" && err == nil {
 			got = c.Value
 		}
@@ -205,6 +220,17 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header; the
+// scheme is case-insensitive (RFC 9110), and Slicer's client sends the
+// token_type it was given, "bearer".
+func bearer(h string) string {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
 }
 
 // writeJSON answers v as JSON.
