@@ -156,3 +156,41 @@ func TestQueueFull(t *testing.T) {
 		t.Errorf("held requests ended %v, want 200", results)
 	}
 }
+
+// TestInferTimeout: a job slower than InferTimeout answers 504 naming where
+// its result will be; the job goes on and its mask lands in the datastore.
+func TestInferTimeout(t *testing.T) {
+	g := gatedSegmenter{thresholdSegmenter(t), make(chan struct{}), make(chan struct{}, 4)}
+	_, ts := newServer(t, Config{Segmenter: g, InferTimeout: 100 * time.Millisecond})
+	ct := synthCT(volume.Dims{6, 5, 4}, 5)
+	ctype, body := slicerMultipart(nil, "file", "slow.nii.gz", ctBytes(t, ct))
+	if st, _, b := do(t, "PUT", ts.URL+"/datastore/", ctype, body); st != 200 {
+		t.Fatalf("upload: %d %s", st, b)
+	}
+	st, _, b := do(t, "POST", ts.URL+"/infer/"+DefaultModelName+"?image=slow", "", nil)
+	if st != 504 || !strings.Contains(string(b), "/api/cases/slow") {
+		t.Errorf("slow infer: %d %s, want 504 naming /api/cases/slow", st, b)
+	}
+	close(g.gate)
+	waitState(t, ts.URL, "slow", StateDone)
+	_, _, m := do(t, "GET", ts.URL+"/datastore/label?label=slow", "", nil)
+	if d := thresholdDiff(t, ct, readMask(t, "slow", m)); d != 0 {
+		t.Errorf("%d voxels off", d)
+	}
+}
+
+// TestInferInlineFile sends the CT inside the /infer request (MONAI Label's
+// "file" part) instead of uploading it first.
+func TestInferInlineFile(t *testing.T) {
+	_, ts := newServer(t, Config{Segmenter: thresholdSegmenter(t)})
+	ct := synthCT(volume.Dims{7, 6, 5}, 6)
+	ctype, body := slicerMultipart(map[string]string{"params": "{}"}, "file", `C:\tmp\inline.nii.gz`, ctBytes(t, ct))
+	st, rct, b := do(t, "POST", ts.URL+"/infer/"+DefaultModelName, ctype, body)
+	if st != 200 {
+		t.Fatalf("infer with a file part: %d %s", st, b)
+	}
+	r := parseInfer(t, rct, b)
+	if d := thresholdDiff(t, ct, readMask(t, "inline", r.files["inline_seg.nii.gz"])); d != 0 {
+		t.Errorf("%d voxels off", d)
+	}
+}
