@@ -30,6 +30,9 @@ const (
 // with Retry-After.
 var ErrBusy = errors.New("serve: the job queue is full; try again later")
 
+// errStopping ends the jobs still queued when the server closes.
+var errStopping = errors.New("serve: the server is shutting down; the case stays queued for its next start")
+
 // errConflict is returned when a case already has a job of another kind.
 var errConflict = errors.New("serve: the case is being processed; try again when it is done")
 
@@ -77,7 +80,12 @@ func (s *Server) submit(id, kind string) (*job, error) {
 func (s *Server) work() {
 	defer s.q.wg.Done()
 	for j := range s.q.ch {
-		j.err = s.runJob(j)
+		if s.stopping.Load() {
+			// Left queued in its record: the next start runs it.
+			j.err = errStopping
+		} else {
+			j.err = s.runJob(j)
+		}
 		s.q.mu.Lock()
 		delete(s.q.inflight, j.id)
 		s.q.mu.Unlock()

@@ -270,3 +270,41 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestCloseLeavesQueued closes a server while one job runs and one waits:
+// the running one finishes, the waiting one stays queued in its record and
+// the next server on the datastore runs it.
+func TestCloseLeavesQueued(t *testing.T) {
+	dir := t.TempDir()
+	g := gatedSegmenter{thresholdSegmenter(t), make(chan struct{}), make(chan struct{}, 4)}
+	s, ts := newServer(t, Config{Dir: dir, Segmenter: g})
+	cts := map[string]*volume.Volume{"first": synthCT(volume.Dims{6, 5, 4}, 7), "second": synthCT(volume.Dims{7, 5, 4}, 8)}
+	for _, id := range []string{"first", "second"} {
+		ctype, body := slicerMultipart(nil, "file", id+".nii.gz", ctBytes(t, cts[id]))
+		if st, _, b := do(t, "PUT", ts.URL+"/datastore/", ctype, body); st != 200 {
+			t.Fatalf("upload %s: %d %s", id, st, b)
+		}
+		if st, _, b := do(t, "POST", ts.URL+"/api/cases/"+id+"/segment", "", nil); st != 202 {
+			t.Fatalf("segment %s: %d %s", id, st, b)
+		}
+	}
+	<-g.started
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	for !s.stopping.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.gate)
+	<-closed
+	for id, want := range map[string]string{"first": StateDone, "second": StateQueued} {
+		if c, err := s.st.get(id); err != nil || c.State != want {
+			t.Errorf("%s after Close: %+v (%v), want %s", id, c, err, want)
+		}
+	}
+	_, ts2 := newServer(t, Config{Dir: dir, Segmenter: thresholdSegmenter(t)})
+	waitState(t, ts2.URL, "second", StateDone)
+	_, _, m := do(t, "GET", ts2.URL+"/datastore/label?label=second", "", nil)
+	if d := thresholdDiff(t, cts["second"], readMask(t, "second", m)); d != 0 {
+		t.Errorf("%d voxels off", d)
+	}
+}

@@ -415,6 +415,10 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("case %s is still being segmented after %v; its result will be in GET /api/cases/%s", id, s.cfg.InferTimeout, id))
 		return
 	}
+	if errors.Is(j.err, errStopping) {
+		s.fail(w, j.err)
+		return
+	}
 	if j.err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("case %s: %v", id, j.err))
 		return

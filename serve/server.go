@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/covseg/covseg/infer"
@@ -85,6 +86,8 @@ type Server struct {
 	uploads chan struct{}
 	log     *log.Logger
 	closed  sync.Once
+	// stopping makes the workers leave queued jobs for the next start.
+	stopping atomic.Bool
 }
 
 // New opens the datastore, starts the workers and queues again the cases
@@ -130,9 +133,11 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close stops taking jobs and waits for the running ones to end.
+// Close stops taking jobs and waits for the running ones to end; jobs still
+// waiting stay queued in their records, and the next New runs them.
 func (s *Server) Close() {
 	s.closed.Do(func() {
+		s.stopping.Store(true)
 		s.q.mu.Lock()
 		close(s.q.ch)
 		s.q.inflight = map[string]*job{}
@@ -261,6 +266,8 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, fs.ErrNotExist):
 		writeError(w, http.StatusNotFound, "no such case")
+	case errors.Is(err, errStopping):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, errConflict):
 		writeError(w, http.StatusConflict, err.Error())
 	default:

@@ -116,7 +116,9 @@ func runServe(ctx context.Context, stderr io.Writer, f serveFlags) error {
 		return err
 	}
 	defer srv.Close()
-	return serve.ListenAndServe(ctx, f.addr, srv.Handler(), f.requestTimeout, func(a net.Addr) {
+	// An /infer answer may come only after --infer-timeout.
+	rt := max(f.requestTimeout, f.inferTimeout+time.Minute)
+	return serve.ListenAndServe(ctx, f.addr, srv.Handler(), rt, func(a net.Addr) {
 		fmt.Fprintf(stderr, "covseg serve: datastore %s; listening on http://%s/\n", f.data, a)
 	})
 }
