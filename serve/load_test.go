@@ -24,10 +24,11 @@ import (
 // TestLoad runs 16 concurrent clients on loopback, each uploading and
 // segmenting 5 CTs of its own, against 2 workers, a queue of 4 and 4 upload
 // slots: every request ends in its result or a 503 (which the client
-// retries after a pause, at most 200 times), none is lost, every client gets
+// retries after a pause growing to 250 ms, at most 1000 times and for 3
+// minutes in all), none is lost, every client gets
 // the mask of its own CT, and the server's heap stays bounded.
 func TestLoad(t *testing.T) {
-	const clients, perClient, maxTries = 16, 5, 200
+	const clients, perClient, maxTries = 16, 5, 1000
 	_, ts := newServer(t, Config{Segmenter: thresholdSegmenter(t), Workers: 2, QueueSize: 4, UploadSlots: 4})
 	stop := procstat.StartPeakHeap()
 	deadline := time.Now().Add(3 * time.Minute)
@@ -39,14 +40,14 @@ func TestLoad(t *testing.T) {
 		mu.Unlock()
 	}
 	// try repeats a request while it answers 503, and returns the last answer.
-	try := func(method, url, ctype string, body []byte) (int, string, []byte) {
+	try := func(c int, method, url, ctype string, body []byte) (int, string, []byte) {
 		for n := 1; ; n++ {
 			st, ct, b := do(t, method, url, ctype, body)
 			count(st)
 			if st != http.StatusServiceUnavailable || n == maxTries || time.Now().After(deadline) {
 				return st, ct, b
 			}
-			time.Sleep(time.Duration(20+n%5*10) * time.Millisecond)
+			time.Sleep(time.Duration(min(20*n, 250)+c*3%17) * time.Millisecond)
 		}
 	}
 	var wg sync.WaitGroup
@@ -58,11 +59,11 @@ func TestLoad(t *testing.T) {
 				id := fmt.Sprintf("client%02d-%d", c, n)
 				ct := synthCT(volume.Dims{10 + c%3, 9, 5 + n%2}, uint64(1000*c+n))
 				ctype, body := slicerMultipart(map[string]string{"params": "{}"}, "file", "/tmp/"+id+".nii.gz", ctBytes(t, ct))
-				if st, _, b := try("PUT", ts.URL+"/datastore/", ctype, body); st != 200 {
+				if st, _, b := try(c, "PUT", ts.URL+"/datastore/", ctype, body); st != 200 {
 					t.Errorf("%s: upload ended %d %s", id, st, b)
 					return
 				}
-				st, rct, b := try("POST", ts.URL+"/infer/"+DefaultModelName+"?image="+id, "", nil)
+				st, rct, b := try(c, "POST", ts.URL+"/infer/"+DefaultModelName+"?image="+id, "", nil)
 				if st != 200 {
 					t.Errorf("%s: infer ended %d %s", id, st, b)
 					return
