@@ -3,6 +3,7 @@ package serve
 import (
 	"embed"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -112,7 +113,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.render(w, "list.html", map[string]any{"Cases": views, "Viewer": HasViewer(), "Model": s.cfg.Segmenter != nil, "Version": s.cfg.Version})
+	s.render(w, "list.html", map[string]any{"Cases": views, "Data": s.dataCTs(views), "Viewer": HasViewer(), "Model": s.cfg.Segmenter != nil, "Version": s.cfg.Version})
 }
 
 func (s *Server) handleCase(w http.ResponseWriter, r *http.Request) {
@@ -188,8 +189,9 @@ func (s *Server) handleAPIFile(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleAPISegment queues a case for the model and answers 202 at once;
-// GET /api/cases/ID tells when it is done.
+// handleAPISegment queues a case (or a CT of the data folder, which
+// becomes a case) for the model and answers 202 at once; GET /api/cases/ID
+// tells when it is done.
 func (s *Server) handleAPISegment(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err == nil {
@@ -197,7 +199,10 @@ func (s *Server) handleAPISegment(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "no model loaded: start covseg serve with --model")
 			return
 		}
-		if _, err = s.st.get(id); err == nil {
+		if _, err = s.st.get(id); errors.Is(err, fs.ErrNotExist) {
+			err = s.importData(id)
+		}
+		if err == nil {
 			if _, err = s.submit(id, jobSegment); err == nil {
 				writeJSON(w, http.StatusAccepted, map[string]string{"image": id, "state": StateQueued})
 				return
@@ -242,3 +247,34 @@ func focus(mask *volume.Label) *[3]float64 {
 }
 
 func fmtFloat(x float64, prec int) string { return strconv.FormatFloat(x, 'f', prec, 64) }
+
+// dataCTs lists the CTs in the data folder that are not cases yet: the IDs
+// of its NIfTI files and of its folders other than the datastore's own.
+func (s *Server) dataCTs(views []*caseView) []string {
+	if s.cfg.DataDir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(s.cfg.DataDir)
+	if err != nil {
+		return nil
+	}
+	have := map[string]bool{"cases": true, "tmp": true}
+	for _, v := range views {
+		have[v.ID] = true
+	}
+	var ids []string
+	for _, e := range entries {
+		name := e.Name()
+		lower := strings.ToLower(name)
+		if !e.IsDir() && !strings.HasSuffix(lower, ".nii") && !strings.HasSuffix(lower, ".nii.gz") {
+			continue
+		}
+		id, err := SafeID(name)
+		if err != nil || have[id] || (id != strings.TrimSuffix(strings.TrimSuffix(name, ".gz"), ".nii") && !e.IsDir()) || (e.IsDir() && id != name) {
+			continue // names that do not map back to the file are not importable by ID
+		}
+		have[id] = true
+		ids = append(ids, id)
+	}
+	return ids
+}

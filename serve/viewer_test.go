@@ -128,3 +128,46 @@ func readVolume(t *testing.T, b []byte) *volume.Volume {
 	}
 	return v
 }
+
+// TestDataFolder segments CTs placed in the data folder by ID: from the
+// case list's button (POST /api/cases/ID/segment) and through /infer.
+func TestDataFolder(t *testing.T) {
+	dir := t.TempDir()
+	cts := map[string]*volume.Volume{"walkin": synthCT(volume.Dims{8, 6, 4}, 9), "other": synthCT(volume.Dims{6, 8, 4}, 10)}
+	for id, name := range map[string]string{"walkin": "walkin.nii.gz", "other": "other.nii"} {
+		if err := nifti.WriteVolume(filepath.Join(dir, name), cts[id], nifti.WriteOptions{Datatype: nifti.Int16}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a CT"), 0o644)
+	_, ts := newServer(t, Config{Dir: dir, DataDir: dir, Segmenter: thresholdSegmenter(t)})
+	_, _, page := do(t, "GET", ts.URL+"/", "", nil)
+	for _, id := range []string{"walkin", "other"} {
+		if !strings.Contains(string(page), `data-id="`+id+`"`) {
+			t.Errorf("the case list offers no button for %s", id)
+		}
+	}
+	if strings.Contains(string(page), "notes") || strings.Contains(string(page), `data-id="cases"`) {
+		t.Error("the case list offers files that are not CTs")
+	}
+	if st, _, b := do(t, "POST", ts.URL+"/api/cases/walkin/segment", "", nil); st != 202 {
+		t.Fatalf("segment walkin: %d %s", st, b)
+	}
+	waitState(t, ts.URL, "walkin", StateDone)
+	_, _, m := do(t, "GET", ts.URL+"/datastore/label?label=walkin", "", nil)
+	if d := thresholdDiff(t, cts["walkin"], readMask(t, "walkin", m)); d != 0 {
+		t.Errorf("walkin: %d voxels off", d)
+	}
+	st, ct, b := do(t, "POST", ts.URL+"/infer/"+DefaultModelName+"?image=other", "", nil)
+	if st != 200 {
+		t.Fatalf("infer other: %d %s", st, b)
+	}
+	if d := thresholdDiff(t, cts["other"], readMask(t, "other", parseInfer(t, ct, b).files["other_seg.nii.gz"])); d != 0 {
+		t.Errorf("other: %d voxels off", d)
+	}
+	for _, bad := range []string{"cases", "tmp", "notes"} {
+		if st, _, _ := do(t, "POST", ts.URL+"/api/cases/"+bad+"/segment", "", nil); st != 404 {
+			t.Errorf("segment %s: %d, want 404", bad, st)
+		}
+	}
+}
