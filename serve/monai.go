@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,7 +109,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "token request: "+err.Error())
 		return
 	}
-	if !bytes.Equal([]byte(r.PostForm.Get("password")), []byte(s.cfg.Token)) {
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("password")), []byte(s.cfg.Token)) != 1 {
 		writeError(w, http.StatusUnauthorized, "wrong password: it is the server's token")
 		return
 	}
