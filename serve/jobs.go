@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -226,14 +225,6 @@ func (s *Server) resume() error {
 		} else {
 			s.logf("case %s: queued again after a restart", c.ID)
 		}
-	}
-	return nil
-}
-
-// removeIfExists deletes a file that may not be there.
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -193,11 +192,8 @@ func (s *store) list() ([]*Case, error) {
 	}
 	var cases []*Case
 	for _, id := range ids {
-		c, err := s.get(id)
-		if err == nil {
+		if c, err := s.get(id); err == nil {
 			cases = append(cases, c)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			continue
 		}
 	}
 	return cases, nil
