@@ -238,18 +238,22 @@ func put(url, part, path string) error {
 	return nil
 }
 
+// report holds the figures of a case's report that the page shows.
+type report struct {
+	LungRightML       float64  `json:"lung_right_ml"`
+	LungLeftML        float64  `json:"lung_left_ml"`
+	InfiltrateML      float64  `json:"infiltrate_ml"`
+	InfiltrateRightML float64  `json:"infiltrate_right_ml"`
+	InvolvementPct    *float64 `json:"involvement_pct"`
+	Category          string   `json:"category"`
+}
+
+// caseView is what GET /api/cases/ID answers, as far as the check reads it.
 type caseView struct {
 	State  string
 	Error  string
 	Focus  *[3]float64
-	Report *struct {
-		LungRightML       float64  `json:"lung_right_ml"`
-		LungLeftML        float64  `json:"lung_left_ml"`
-		InfiltrateML      float64  `json:"infiltrate_ml"`
-		InfiltrateRightML float64  `json:"infiltrate_right_ml"`
-		InvolvementPct    *float64 `json:"involvement_pct"`
-		Category          string   `json:"category"`
-	}
+	Report *report
 }
 
 func waitDone(ctx context.Context, base string) (*caseView, error) {
@@ -323,14 +327,7 @@ func chromeOutput(ctx context.Context, browser, out string, args ...string) ([]b
 
 // checkDOM looks for the report's figures in the page as the page prints
 // them, and for the viewer having loaded.
-func checkDOM(dom string, r *struct {
-	LungRightML       float64  `json:"lung_right_ml"`
-	LungLeftML        float64  `json:"lung_left_ml"`
-	InfiltrateML      float64  `json:"infiltrate_ml"`
-	InfiltrateRightML float64  `json:"infiltrate_right_ml"`
-	InvolvementPct    *float64 `json:"involvement_pct"`
-	Category          string   `json:"category"`
-}) error {
+func checkDOM(dom string, r *report) error {
 	if !strings.Contains(dom, `data-ready="1"`) {
 		return errors.New("the page's viewer did not finish loading (no data-ready on <body>); see viewer.html")
 	}
