@@ -34,11 +34,7 @@ var testSpacing = [3]float64{1.5, 1.25, 2}
 // network of package infertest on a small patch.
 func thresholdSegmenter(t testing.TB) *infer.Segmenter {
 	t.Helper()
-	cfg := model.DefaultConfig()
-	cfg.Preprocess.Grid = [3]int{8, 16, 16}
-	cfg.Preprocess.Mode = model.ModeSpacing
-	cfg.Preprocess.Spacing = [3]float64{testSpacing[2], testSpacing[1], testSpacing[0]}
-	e, err := infer.OpenEngine(infertest.ThresholdONNX(t, t.TempDir(), "thr.onnx", cfg, thresholdHU), infer.EngineOptions{Threads: 1})
+	e, err := infer.OpenEngine(thresholdModel(t), infer.EngineOptions{Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +44,17 @@ func thresholdSegmenter(t testing.TB) *infer.Segmenter {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// thresholdModel writes the threshold network of package infertest, on a
+// small patch at the synthetic CTs' spacing, and returns its path.
+func thresholdModel(t testing.TB) string {
+	t.Helper()
+	cfg := model.DefaultConfig()
+	cfg.Preprocess.Grid = [3]int{8, 16, 16}
+	cfg.Preprocess.Mode = model.ModeSpacing
+	cfg.Preprocess.Spacing = [3]float64{testSpacing[2], testSpacing[1], testSpacing[0]}
+	return infertest.ThresholdONNX(t, t.TempDir(), "thr.onnx", cfg, thresholdHU)
 }
 
 // synthCT is a small CT of random whole HU with an oblique-free affine that

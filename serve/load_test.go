@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -105,23 +106,39 @@ func keys[V any](m map[string]V) []string {
 }
 
 // serverProcessEnv makes the test binary run as a server process for
-// TestKillRestart: the value is the datastore folder.
+// TestKillRestart (see TestMain): the value is "DIR MODEL", the datastore
+// folder and the threshold model's ONNX file.
 const serverProcessEnv = "COVSEG_SERVE_TEST_PROCESS"
 
-// TestServerProcess is not a test: run by TestKillRestart with
-// serverProcessEnv set, it serves on a loopback port it prints, until killed.
-// Its model holds every Segment call for a long time, so that the kill comes
-// in the middle of a job.
-func TestServerProcess(t *testing.T) {
-	dir := os.Getenv(serverProcessEnv)
-	if dir == "" {
-		return // only as TestKillRestart's child
+// TestMain runs the tests, or with serverProcessEnv set serves on a loopback
+// port it prints until killed. The server's model holds some CTs forever,
+// so that the kill comes in the middle of a job.
+func TestMain(m *testing.M) {
+	arg := os.Getenv(serverProcessEnv)
+	if arg == "" {
+		os.Exit(m.Run())
 	}
-	s, err := New(Config{Dir: dir, Segmenter: holdSegmenter{thresholdSegmenter(t)}})
+	dir, modelPath, _ := strings.Cut(arg, " ")
+	if err := serveChild(dir, modelPath); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func serveChild(dir, modelPath string) error {
+	eng, err := infer.OpenEngine(modelPath, infer.EngineOptions{Threads: 1})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	ListenAndServe(t.Context(), "127.0.0.1:0", s.Handler(), 0, func(a net.Addr) {
+	seg, err := infer.New(eng, infer.DefaultOptions())
+	if err != nil {
+		return err
+	}
+	s, err := New(Config{Dir: dir, Segmenter: holdSegmenter{seg}})
+	if err != nil {
+		return err
+	}
+	return ListenAndServe(context.Background(), "127.0.0.1:0", s.Handler(), 0, func(a net.Addr) {
 		fmt.Printf("listening on http://%s/\n", a)
 	})
 }
@@ -146,8 +163,8 @@ func (h holdSegmenter) Segment(v *volume.Volume) (*infer.Result, error) {
 // their masks.
 func TestKillRestart(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), serverProcessEnv+"="+dir)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serverProcessEnv+"="+dir+" "+thresholdModel(t))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
