@@ -57,6 +57,13 @@ type SegmentOptions struct {
 	// with its figures burnt in, as a Secondary Capture) in its study. A
 	// NIfTI case asked for them fails with a message.
 	DICOMSEG, DICOMSC bool
+	// Shard, "K/N", segments only worker K's share of N workers (package
+	// shard: the cases sorted by name, every N-th from the K-th), for a
+	// cluster array job; "" segments every case.
+	Shard string
+	// SkipExisting skips the cases whose outputs all exist already (a
+	// retried or resumed batch; outputs are renamed into place whole).
+	SkipExisting bool
 	// Strict fails a case whose CT has NaN or infinite voxels; otherwise
 	// they are read as volio.NonFiniteHU (air) with a warning on Log.
 	Strict bool
@@ -73,6 +80,8 @@ type SegmentResult struct {
 	// Out is where the outputs went (SegmentOptions.Out).
 	Out   string               `json:"out"`
 	Cases []metrics.CaseResult `json:"cases"`
+	// Skipped names the cases left out because their outputs existed.
+	Skipped []string `json:"skipped,omitempty"`
 	// Failed counts the cases with an error.
 	Failed int `json:"failed"`
 }
@@ -122,8 +131,18 @@ func SegmentBatch(ctx context.Context, o SegmentOptions) (*SegmentResult, error)
 	}
 	// Where the outputs go, and that none of them is an input or unwritable,
 	// is settled before the model is loaded.
-	if err := placeOutputs(cases, batch, o.Out); err != nil {
+	if cases, err = shardCases(cases, o.Shard); err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
+	}
+	if err := placeOutputs(cases, batch || o.Shard != "", o.Out); err != nil {
+		return nil, fmt.Errorf("segment: %w", err)
+	}
+	var skipped []string
+	if o.SkipExisting {
+		cases, skipped = skipFinished(log, cases, o)
+	}
+	if len(cases) == 0 {
+		return &SegmentResult{Out: o.Out, Skipped: skipped}, nil
 	}
 	if err := guardSegmentOutputs(cases, o, nil); err != nil {
 		return nil, fmt.Errorf("segment: %w", err)
@@ -151,7 +170,7 @@ func SegmentBatch(ctx context.Context, o SegmentOptions) (*SegmentResult, error)
 	}
 	warn := func(msg string) { bar.Println("warning: " + msg) }
 	fmt.Fprintf(log, "model %s: %s; %s mode; engine %s\n", o.Model, seg.Config(), seg.Mode(), eng.Name())
-	res := &SegmentResult{Out: o.Out}
+	res := &SegmentResult{Out: o.Out, Skipped: skipped}
 	var failed []string
 	for i, c := range cases {
 		if err := ctx.Err(); err != nil {

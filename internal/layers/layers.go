@@ -24,7 +24,7 @@ type Layer struct {
 // volume I/O → preprocessing → model → train | infer → metrics and report,
 // with the workflows and the command on top.
 var Layers = []Layer{
-	{"helpers", []string{"internal/atomicfile", "internal/parallel", "internal/progress", "internal/procstat", "internal/testutil", "internal/layers", "internal/orthanctest", "internal/repo", "internal/membudget", "internal/fsguard", "internal/iocheck"}},
+	{"helpers", []string{"internal/atomicfile", "internal/parallel", "internal/progress", "internal/procstat", "internal/testutil", "internal/layers", "internal/orthanctest", "internal/repo", "internal/membudget", "internal/fsguard", "internal/iocheck", "internal/shard"}},
 	{"file formats", []string{"volume/dicomseries/ljpeg", "engine/onnx/onnxpb", "model/torchpth", "data/mdai"}},
 	{"volumes", []string{"volume"}},
 	{"volume I/O", []string{"volume/nifti", "volume/dicomseries", "volume/volio", "volume/dicomout", "volume/dicomweb"}},
@@ -34,14 +34,14 @@ var Layers = []Layer{
 	{"evaluation", []string{"eval/metrics", "eval/lungs", "eval/montage", "eval/severity", "eval/dicomreport"}},
 	{"train and infer", []string{"train", "infer"}},
 	{"test helpers", []string{"internal/infertest"}},
-	{"workflows", []string{"pipeline", "pipeline/pacs"}},
+	{"workflows", []string{"pipeline", "pipeline/pacs", "serve", "serve/internal/viewercheck"}},
 	{"command", []string{"cmd/covseg/internal/cli", "cmd/covseg"}},
 }
 
 // SameLayer lists the imports allowed within a layer: importer → imported.
 var SameLayer = map[string][]string{
 	"internal/testutil": {"internal/repo"},
-	"internal/progress": {"internal/iocheck"},
+	"internal/progress": {"internal/iocheck", "internal/shard"},
 	"volume/volio":      {"volume/nifti", "volume/dicomseries"},
 	"data/preprocess":   {"data/dataset"},
 	"data/loader":       {"data/augment", "data/dataset", "data/preprocess"},

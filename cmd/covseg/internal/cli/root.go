@@ -43,6 +43,7 @@ var commands = []func() *cobra.Command{
 	newModelCmd,
 	newTrainCmd,
 	newSegmentCmd,
+	newServeCmd,
 	newBenchCmd,
 	newDemoCmd,
 	newReproduceCmd,

@@ -12,6 +12,8 @@ import (
 // segmentFlags are the options of "covseg segment".
 type segmentFlags struct {
 	out, modelPath, engine, mode, spacing, series string
+	shard                                         string
+	skipExisting                                  bool
 	overlap                                       float64
 	threads                                       int
 	tta, probs, png, report, json                 bool
@@ -70,7 +72,14 @@ image, pred, error, pred_ml, pred_voxels; figures that need a truth are null).
 For a DICOM series, --dicom-seg writes CASE_seg.dcm, a DICOM Segmentation on
 the series' own frames (segments: infiltrate, right lung, left lung) in its
 study, and --dicom-sc writes CASE_sc.dcm, the report montage with the figures
-burnt in as a Secondary Capture, for viewers that cannot show a SEG.`,
+burnt in as a Secondary Capture, for viewers that cannot show a SEG.
+
+--shard K/N segments worker K's share of N (1 ≤ K ≤ N): the cases sorted by
+name, every N-th starting at the K-th, so that the N tasks of a Kubernetes
+Indexed Job (K = JOB_COMPLETION_INDEX+1) or a Slurm job array split a folder
+with no coordination; every task must see the same inputs. OUT is then always
+a folder. --skip-existing skips the cases whose outputs all exist (after the
+split), so a retried task does only what is left.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSegment(cmd, args, f)
@@ -93,6 +102,8 @@ burnt in as a Secondary Capture, for viewers that cannot show a SEG.`,
 	fl.StringVar(&f.series, "series", "", "DICOM SeriesInstanceUID to read from each folder IN")
 	fl.IntVar(&f.threads, "threads", 0, "ONNX Runtime threads (default: one per physical core)")
 	fl.BoolVar(&f.strict, "strict", false, "fail a case whose CT has NaN or infinite voxels (default: warn and read them as -1024 HU)")
+	fl.StringVar(&f.shard, "shard", "", "segment only shard K/N of the cases (sorted by name, every N-th from the K-th): one worker of a cluster array job")
+	fl.BoolVar(&f.skipExisting, "skip-existing", false, "skip cases whose outputs all exist (a retried or resumed batch)")
 	return cmd
 }
 
@@ -107,10 +118,13 @@ func runSegment(cmd *cobra.Command, args []string, f segmentFlags) error {
 	res, err := pipeline.SegmentBatch(cmd.Context(), pipeline.SegmentOptions{
 		Inputs: args, Out: f.out, Model: f.modelPath, Engine: f.engine, Threads: f.threads, Series: f.series,
 		Infer: &opts, Probs: f.probs, PNG: f.png, Report: f.report, DICOMSEG: f.dicomSEG, DICOMSC: f.dicomSC, Strict: f.strict,
+		Shard: f.shard, SkipExisting: f.skipExisting,
 		Log: cmd.ErrOrStderr(),
 	})
 	switch {
 	case res == nil:
+	case len(res.Cases) == 0 && !f.json:
+		fmt.Fprintf(cmd.OutOrStdout(), "segment: nothing to do (shard %q, %d case(s) already done)\n", f.shard, len(res.Skipped))
 	case f.json:
 		if jerr := res.WriteJSON(cmd.OutOrStdout()); jerr != nil && err == nil {
 			err = jerr
