@@ -35,6 +35,7 @@ func execConvGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*s
 	}
 	xf, _ := backend.BufferData(inputs[0])
 	kf, _ := backend.BufferData(inputs[1])
+	nativeConvCalls.Add(1)
 	switch xs.DType {
 	case dtypes.Float32:
 		out := backend.NewBuffer(outShape)
@@ -65,13 +66,13 @@ type convPlan struct {
 	// src[i][k·sDims[i]+y] is the input offset (element stride included) of
 	// spatial axis i for kernel index k and output index y, or -1 outside
 	// the input.
-	src                          [][]int
-	inBatch, inChannel           int   // input strides of the batch and channel axes
-	kOut, kIn                    int   // kernel strides of its output and input channel axes
-	kSpatial                     []int // kernel strides of its spatial axes
-	outBatch, outChannel         int   // output strides of the batch and channel axes
-	outSpatial                   []int // output strides of its spatial axes
-	cols, rows                   int   // output positions per tile, rows per contraction chunk
+	src                  [][]int
+	inBatch, inChannel   int   // input strides of the batch and channel axes
+	kOut, kIn            int   // kernel strides of its output and input channel axes
+	kSpatial             []int // kernel strides of its spatial axes
+	outBatch, outChannel int   // output strides of the batch and channel axes
+	outSpatial           []int // output strides of its spatial axes
+	cols, rows           int   // output positions per tile, rows per contraction chunk
 }
 
 // newConvPlan plans the convolution of an input xs with a kernel ks into

@@ -72,13 +72,13 @@ func modeOf(backend *simplego.Backend) nativeMode {
 	return nativeMode{}
 }
 
-
 // execDotGeneral is the DotGeneral executor installed in simplego's table.
 func execDotGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, owned []bool) (*simplego.Buffer, error) {
 	if !modeOf(backend).dot || !dotInternalsOK(node) {
 		return simplegoDot(backend, node, inputs, owned)
 	}
 	p := nodeData[sgDotParams](node)
+	nativeDotCalls.Add(1)
 	ls, _ := backend.BufferShape(inputs[0])
 	rs, _ := backend.BufferShape(inputs[1])
 	outShape := nodeShape(node)
@@ -103,6 +103,10 @@ func execDotGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*si
 }
 
 var dotChecked, convChecked atomic.Bool
+
+// nativeDotCalls and nativeConvCalls count the native kernels' runs, for
+// tests that must know the native path ran.
+var nativeDotCalls, nativeConvCalls atomic.Int64
 
 // dotInternalsOK checks, the first time, that simplego's Node and
 // DotGeneral parameters match the mirrors; it warns and returns false if
@@ -131,6 +135,7 @@ func internalsOK(checked *atomic.Bool, node *simplego.Node, mirror reflect.Type)
 	checked.Store(true)
 	return true
 }
+
 // float is the element type of the native kernels.
 type float interface{ float32 | float64 }
 
