@@ -277,5 +277,6 @@ func (b *Backend) Capabilities() backends.Capabilities { return b.caps }
 // Builder returns a builder whose ops are simplego's except those the
 // adapter adds or replaces.
 func (b *Backend) Builder(name string) backends.Builder {
-	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv, im2colBudget: b.im2colBudget}
+	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv,
+		nativeConv: b.convMode == "native", im2colBudget: b.im2colBudget}
 }

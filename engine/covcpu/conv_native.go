@@ -1,7 +1,11 @@
 package covcpu
 
 import (
+	"errors"
+	"runtime"
+	"slices"
 	"sync"
+	"weak"
 
 	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -16,39 +20,69 @@ const patchBudget = 8 << 20
 
 // execConvGeneral is the ConvGeneral executor installed in simplego's table.
 func execConvGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, owned []bool) (*simplego.Buffer, error) {
-	if !modeOf(backend).conv || !convInternalsOK(node) {
+	flip := isFlipped(node)
+	fallback := func() (*simplego.Buffer, error) {
+		if flip {
+			return nil, errors.New("covcpu: a convolution with a flipped kernel cannot run on simplego's kernel")
+		}
 		return simplegoConv(backend, node, inputs, owned)
+	}
+	if !modeOf(backend).conv || !convInternalsOK(node) {
+		return fallback()
 	}
 	p := nodeData[sgConvParams](node)
 	if p.channelGroupCount > 1 || p.batchGroupCount > 1 {
-		return simplegoConv(backend, node, inputs, owned)
+		return fallback()
 	}
 	xs, _ := backend.BufferShape(inputs[0])
 	ks, _ := backend.BufferShape(inputs[1])
 	outShape := nodeShape(node)
 	if xs.DType != ks.DType || xs.Size() == 0 || ks.Size() == 0 || outShape.Size() == 0 {
-		return simplegoConv(backend, node, inputs, owned)
+		return fallback()
 	}
 	plan := newConvPlan(xs, ks, outShape, p, xs.DType.Size())
 	if plan == nil {
-		return simplegoConv(backend, node, inputs, owned)
+		return fallback()
 	}
 	xf, _ := backend.BufferData(inputs[0])
 	kf, _ := backend.BufferData(inputs[1])
 	nativeConvCalls.Add(1)
+	if flip {
+		nativeFlippedCalls.Add(1)
+	}
 	switch xs.DType {
 	case dtypes.Float32:
 		out := backend.NewBuffer(outShape)
 		of, _ := backend.BufferData(out)
-		convNative(plan, xf.([]float32), kf.([]float32), of.([]float32))
+		convNative(plan, xf.([]float32), kf.([]float32), of.([]float32), flip)
 		return out, nil
 	case dtypes.Float64:
 		out := backend.NewBuffer(outShape)
 		of, _ := backend.BufferData(out)
-		convNative(plan, xf.([]float64), kf.([]float64), of.([]float64))
+		convNative(plan, xf.([]float64), kf.([]float64), of.([]float64), flip)
 		return out, nil
 	}
-	return simplegoConv(backend, node, inputs, owned)
+	return fallback()
+}
+
+// flipped holds the ConvGeneral nodes whose kernel is to be read with its
+// spatial axes reversed: the adapter's builder emits them in place of a
+// Reverse of the kernel followed by a convolution (GoMLX's input gradient),
+// which saves a Gather as large as the kernel. Entries go when their node
+// is collected.
+var flipped sync.Map // weak.Pointer[simplego.Node] → struct{}
+
+// markFlipped records that node's kernel is to be flipped.
+func markFlipped(node *simplego.Node) {
+	wp := weak.Make(node)
+	flipped.Store(wp, struct{}{})
+	runtime.AddCleanup(node, func(wp weak.Pointer[simplego.Node]) { flipped.Delete(wp) }, wp)
+}
+
+// isFlipped reports whether markFlipped recorded node.
+func isFlipped(node *simplego.Node) bool {
+	_, ok := flipped.Load(weak.Make(node))
+	return ok
 }
 
 // convPlan is a convolution brought to the matrix product
@@ -156,9 +190,11 @@ func axisSources(n, stride, nk, ns, step, inputDil, kernelDil, padLow int) []int
 }
 
 // convNative computes the planned convolution of x with kernel w into out.
-func convNative[T float](c *convPlan, x, w, out []T) {
-	wm := packKernel(c, w)
-	defer putBuf(wm)
+func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
+	wm, pooled := packKernel(c, w, flip)
+	if pooled {
+		defer putBuf(wm)
+	}
 	tilesPerBatch := ceilDiv(c.ns, c.cols)
 	parallelFor(c.batch*tilesPerBatch, func(item int) {
 		b, t := item/tilesPerBatch, item%tilesPerBatch
@@ -182,15 +218,44 @@ func convNative[T float](c *convPlan, x, w, out []T) {
 }
 
 // packKernel returns the kernel as a row-major [outChannels][nr] matrix
-// whose rows follow the patches' (channel, kernel position) order.
-func packKernel[T float](c *convPlan, w []T) []T {
-	wm := getBuf[T](c.outChannels * c.nr)
+// whose rows follow the patches' (channel, kernel position) order: w
+// itself when it is laid out so already (the forward convolution and the
+// kernel gradient), else a copy from the pool (the input gradient, whose
+// kernel has its channel axes swapped), taken nk contiguous elements at a
+// time when the kernel's spatial axes are row-major and innermost. With
+// flip, kernel positions are reversed on every spatial axis.
+func packKernel[T float](c *convPlan, w []T, flip bool) (wm []T, pooled bool) {
+	innerK := slices.Equal(c.kSpatial, rowMajorStrides(c.kDims))
+	if innerK && !flip && c.kIn == c.nk && (c.kOut == c.nr || c.outChannels == 1) {
+		return w[:c.outChannels*c.nr], false
+	}
+	wm = getBuf[T](c.outChannels * c.nr)
+	if innerK {
+		parallelFor(c.outChannels, func(o int) {
+			for ch := range c.channels {
+				src := w[o*c.kOut+ch*c.kIn : o*c.kOut+ch*c.kIn+c.nk]
+				dst := wm[o*c.nr+ch*c.nk : o*c.nr+(ch+1)*c.nk]
+				if flip {
+					// Row-major reversal on every axis is reversal of the flat order.
+					for i, v := range src {
+						dst[c.nk-1-i] = v
+					}
+				} else {
+					copy(dst, src)
+				}
+			}
+		})
+		return wm, true
+	}
 	k := make([]int, len(c.kDims))
 	for ch := range c.channels {
 		clear(k)
 		for kf := range c.nk {
 			off := ch * c.kIn
 			for i, ki := range k {
+				if flip {
+					ki = c.kDims[i] - 1 - ki
+				}
 				off += ki * c.kSpatial[i]
 			}
 			for o := range c.outChannels {
@@ -199,7 +264,7 @@ func packKernel[T float](c *convPlan, w []T) []T {
 			increment(k, c.kDims)
 		}
 	}
-	return wm
+	return wm, true
 }
 
 // increment advances a row-major multi-index idx within dims.

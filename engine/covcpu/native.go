@@ -106,7 +106,7 @@ var dotChecked, convChecked atomic.Bool
 
 // nativeDotCalls and nativeConvCalls count the native kernels' runs, for
 // tests that must know the native path ran.
-var nativeDotCalls, nativeConvCalls atomic.Int64
+var nativeDotCalls, nativeConvCalls, nativeFlippedCalls atomic.Int64
 
 // dotInternalsOK checks, the first time, that simplego's Node and
 // DotGeneral parameters match the mirrors; it warns and returns false if
