@@ -107,6 +107,13 @@ type convPlan struct {
 	outBatch, outChannel int   // output strides of the batch and channel axes
 	outSpatial           []int // output strides of its spatial axes
 	cols, rows           int   // output positions per tile, rows per contraction chunk
+	// lastLo[k], lastHi[k]: output indices y of the last spatial axis whose
+	// source is inside the input for kernel index k, when that source is
+	// affine in y (no input dilation on the last axis; lastStep apart);
+	// nil otherwise.
+	lastLo, lastHi []int
+	lastStep       int
+	direct         bool // out is [.., channel, spatial...] row-major in its spatial axes: gemm writes it in place
 }
 
 // newConvPlan plans the convolution of an input xs with a kernel ks into
@@ -137,6 +144,31 @@ func newConvPlan(xs, ks, outShape shapes.Shape, p *sgConvParams, elemSize int) *
 			at(p.strides, i), at(p.inputDilations, i), at(p.kernelDilations, i), p.paddings[i][0])
 	}
 	c.nr = c.channels * c.nk
+	if n > 0 && at(p.inputDilations, n-1) == 1 {
+		last := n - 1
+		kd, sd := c.kDims[last], c.sDims[last]
+		c.lastLo, c.lastHi = make([]int, kd), make([]int, kd)
+		c.lastStep = at(p.strides, last) * inStr[axes.InputSpatial[last]]
+		for k := range kd {
+			lo, hi := sd, sd
+			for y := range sd {
+				if c.src[last][k*sd+y] >= 0 {
+					if lo == sd {
+						lo = y
+					}
+					hi = y + 1
+				}
+			}
+			if lo == sd {
+				lo, hi = 0, 0
+			}
+			c.lastLo[k], c.lastHi[k] = lo, hi
+		}
+	}
+	c.direct = n > 0 && slices.Equal(c.outSpatial, rowMajorStrides(c.sDims)) && c.outChannel >= c.ns
+	if n == 0 {
+		c.direct = false
+	}
 	if !gemmFits(c.nr, c.ns, c.outChannels) {
 		return nil
 	}
@@ -201,8 +233,15 @@ func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
 		s0 := t * c.cols
 		s1 := min(c.ns, s0+c.cols)
 		cols := s1 - s0
-		buf := getBuf[T](c.rows*c.cols + c.outChannels*c.cols)
-		patches, acc := buf[:c.rows*c.cols], buf[c.rows*c.cols:]
+		accLen := c.outChannels * cols
+		if c.direct {
+			accLen = 0
+		}
+		buf := getBuf[T](c.rows*cols + accLen)
+		patches, acc, ldc := buf[:c.rows*cols], buf[c.rows*cols:], cols
+		if c.direct {
+			acc, ldc = out[b*c.outBatch+s0:], c.outChannel
+		}
 		for r0 := 0; r0 < c.nr; r0 += c.rows {
 			r1 := min(c.nr, r0+c.rows)
 			fillPatches(c, patches, x, b, r0, r1, s0, s1)
@@ -210,9 +249,11 @@ func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
 			if r0 > 0 {
 				beta = 1
 			}
-			gemm(false, false, c.outChannels, cols, r1-r0, wm[r0:], c.nr, patches, cols, beta, acc, cols)
+			gemm(false, false, c.outChannels, cols, r1-r0, wm[r0:], c.nr, patches, cols, beta, acc, ldc)
 		}
-		scatter(c, out, acc, b, s0, s1)
+		if !c.direct {
+			scatter(c, out, acc, b, s0, s1)
+		}
 		putBuf(buf)
 	})
 }
@@ -320,6 +361,25 @@ func fillPatches[T float](c *convPlan, p, x []T, b, r0, r1, s0, s1 int) {
 			dst := row[j : j+run]
 			if !inside {
 				clear(dst)
+			} else if c.lastLo != nil {
+				// Affine source: zeros, a strided (often contiguous) copy, zeros.
+				y0 := y[last]
+				lo, hi := max(c.lastLo[k[last]], y0), min(c.lastHi[k[last]], y0+run)
+				if hi <= lo {
+					clear(dst)
+				} else {
+					clear(dst[:lo-y0])
+					clear(dst[hi-y0:])
+					start := off + tab[lo]
+					part := dst[lo-y0 : hi-y0]
+					if c.lastStep == 1 {
+						copy(part, x[start:start+len(part)])
+					} else {
+						for q := range part {
+							part[q] = x[start+q*c.lastStep]
+						}
+					}
+				}
 			} else {
 				src := tab[y[last] : y[last]+run]
 				for q, v := range src {
@@ -358,8 +418,12 @@ func scatter[T float](c *convPlan, out, acc []T, b, s0, s1 int) {
 			for i, yi := range y {
 				off += yi * c.outSpatial[i]
 			}
-			for q, v := range row[j : j+run] {
-				out[off+q*lastStride] = v
+			if lastStride == 1 {
+				copy(out[off:off+run], row[j:j+run])
+			} else {
+				for q, v := range row[j : j+run] {
+					out[off+q*lastStride] = v
+				}
 			}
 			j += run
 			y[last] = lastDim - 1
@@ -368,32 +432,63 @@ func scatter[T float](c *convPlan, out, acc []T, b, s0, s1 int) {
 	}
 }
 
-var pool32, pool64 sync.Pool
+// freeList keeps scratch slices between kernel runs. Unlike a sync.Pool
+// it survives garbage collections, which would otherwise make every
+// convolution allocate (and clear) its buffers anew.
+type freeList[T float] struct {
+	mu   sync.Mutex
+	free [][]T
+}
 
-// getBuf returns a scratch slice of n elements (contents undefined) from
-// a pool shared by the native kernels.
+// maxFree is how many scratch slices each free list keeps.
+const maxFree = 16
+
+var free32 freeList[float32]
+var free64 freeList[float64]
+
+func freeListOf[T float]() *freeList[T] {
+	var l any = &free32
+	if _, ok := any(T(0)).(float64); ok {
+		l = &free64
+	}
+	return l.(*freeList[T])
+}
+
+// getBuf returns a scratch slice of n elements (contents undefined): the
+// smallest kept slice that is large enough, or a new one.
 func getBuf[T float](n int) []T {
-	var pool *sync.Pool
-	switch any(T(0)).(type) {
-	case float32:
-		pool = &pool32
-	default:
-		pool = &pool64
+	l := freeListOf[T]()
+	l.mu.Lock()
+	best := -1
+	for i, s := range l.free {
+		if cap(s) >= n && (best < 0 || cap(s) < cap(l.free[best])) {
+			best = i
+		}
 	}
-	if p, ok := pool.Get().(*[]T); ok && cap(*p) >= n {
-		return (*p)[:n]
+	if best >= 0 {
+		s := l.free[best]
+		l.free = slices.Delete(l.free, best, best+1)
+		l.mu.Unlock()
+		return s[:n]
 	}
+	l.mu.Unlock()
 	return make([]T, n)
 }
 
-// putBuf returns a slice from getBuf to its pool.
+// putBuf keeps s for getBuf, dropping the smallest kept slice if the list
+// is full.
 func putBuf[T float](s []T) {
-	var pool *sync.Pool
-	switch any(T(0)).(type) {
-	case float32:
-		pool = &pool32
-	default:
-		pool = &pool64
+	l := freeListOf[T]()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.free = append(l.free, s)
+	if len(l.free) > maxFree {
+		small := 0
+		for i, f := range l.free {
+			if cap(f) < cap(l.free[small]) {
+				small = i
+			}
+		}
+		l.free = slices.Delete(l.free, small, small+1)
 	}
-	pool.Put(&s)
 }
