@@ -20,6 +20,15 @@
 //
 // The adapter's config (after "covcpu:") is a comma-separated list:
 //
+//   - "kernels=native" (the default) runs DotGeneral and ConvGeneral on
+//     native kernels: OpenBLAS's gemm (libopenblas.so.0, loaded at run time;
+//     COVSEG_BLAS_LIB names another file) with a fused im2col for
+//     convolutions, see native.go and conv_native.go. Without cgo, with the
+//     "noblas" build tag or without the library, the adapter prints one line
+//     saying so and runs on the pure-Go kernels ("kernels=go"), the slow path.
+//   - "conv=native" (the default with native kernels), "conv=im2col" (the
+//     graph-level im2col below, the default on the pure-Go kernels) or
+//     "conv=simplego" picks the convolution.
 //   - "im2col=N" caps the patches im2col builds at once at N MiB (default
 //     64, see DefaultIm2colMiB; "im2col=0" lifts the cap). The patches of
 //     a 3x3x3 convolution take 27 times the memory of its input, so larger
