@@ -53,11 +53,11 @@ def loss_fn(logits, y):
     return 1 - dice + F.cross_entropy(logits, y)
 
 
-times = []
+times, cpus = [], []
 for i in range(a.steps):
     if cuda:
         torch.cuda.synchronize()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
         logits = m(x)
@@ -67,6 +67,7 @@ for i in range(a.steps):
     if cuda:
         torch.cuda.synchronize()
     times.append(time.perf_counter() - t)
+    cpus.append(time.process_time() - c)
     print(json.dumps({"event": "step", "step": i + 1, "seconds": times[-1], "loss": loss.item()}), flush=True)
 
 def peak_rss_mb():
@@ -88,7 +89,7 @@ summary = {
     "dtype": {"f32": "float32", "bf16": "bfloat16"}[a.dtype], "shape": [1, 1, *a.shape],
     "threads": torch.get_num_threads(), "params": sum(p.numel() for p in m.parameters()), "steps": a.steps,
     "first_step_s": times[0], "step_median_s": statistics.median(rest), "step_mean_s": statistics.mean(rest),
-    "step_min_s": min(rest), "peak_rss_mb": peak_rss_mb(),
+    "step_min_s": min(rest), "step_cpu_median_s": statistics.median(cpus[1:]), "peak_rss_mb": peak_rss_mb(),
     "peak_device_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None,
     "peak_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if cuda else None,
 }

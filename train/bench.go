@@ -60,6 +60,16 @@ type BenchSummary struct {
 	// statistics), with DeviceMemory saying why.
 	PeakDeviceMB *float64 `json:"peak_device_mb"`
 	DeviceMemory string   `json:"device_memory"`
+	// StepCPUMedianS is the median CPU time (user + system, all threads)
+	// of the steps after the first: less sensitive than the wall time to
+	// other processes sharing the cores.
+	StepCPUMedianS float64 `json:"step_cpu_median_s"`
+	// StepFLOPs counts the convolutions' floating-point operations of a
+	// step: three times the forward pass's (forward, input gradient,
+	// kernel gradient; see model.ConvFLOPs). GFLOPS is StepFLOPs over the
+	// median step time.
+	StepFLOPs int64   `json:"step_conv_flops"`
+	GFLOPS    float64 `json:"gflops"`
 }
 
 // Bench trains a randomly initialised network on random data for
@@ -91,16 +101,16 @@ func Bench(opt BenchOptions, emit func(any)) (*BenchSummary, error) {
 	}
 	b := benchBatch(opt.Shape)
 	sched := OneCycle{ScheduleConfig: cfg.Schedule, LRMax: 1e-3}
-	var times []float64
+	var times, cpus []float64
 	for i := range opt.Steps {
 		lr, beta1 := sched.At(float64(i) / float64(opt.Steps))
-		start := time.Now()
+		start, cpu := time.Now(), procstat.CPUTime().Seconds()
 		loss, _, err := eng.Step(b, lr, beta1)
 		if err != nil {
 			return nil, err
 		}
 		sec := time.Since(start).Seconds()
-		times = append(times, sec)
+		times, cpus = append(times, sec), append(cpus, procstat.CPUTime().Seconds()-cpu)
 		emit(BenchStep{Event: "step", Step: i + 1, Seconds: sec, Loss: loss})
 	}
 	s := &BenchSummary{
@@ -113,15 +123,27 @@ func Bench(opt BenchOptions, emit func(any)) (*BenchSummary, error) {
 	rest := slices.Clone(times[1:])
 	slices.Sort(rest)
 	s.StepMinS = rest[0]
-	s.StepMedianS = rest[len(rest)/2]
-	if len(rest)%2 == 0 {
-		s.StepMedianS = (rest[len(rest)/2-1] + rest[len(rest)/2]) / 2
-	}
+	s.StepMedianS = median(rest)
 	for _, t := range rest {
 		s.StepMeanS += t / float64(len(rest))
 	}
+	s.StepCPUMedianS = median(cpus[1:])
+	if flops, err := model.ConvFLOPs(mcfg, 1, opt.Shape[0], opt.Shape[1], opt.Shape[2]); err == nil {
+		s.StepFLOPs = 3 * flops
+		s.GFLOPS = float64(s.StepFLOPs) / s.StepMedianS / 1e9
+	}
 	emit(s)
 	return s, nil
+}
+
+// median returns the median of v (not empty).
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 0 {
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return v[len(v)/2]
 }
 
 // benchBatch is a reproducible random case: intensities in [0, 1] and a

@@ -1,15 +1,10 @@
 package train
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 
@@ -73,66 +68,34 @@ func benchTrainStep(b *testing.B, width float64) {
 	peak := procstat.StartPeakHeap()
 	b.ResetTimer()
 	start = time.Now()
+	cpu := procstat.CPUTime().Seconds()
 	for range b.N {
 		if _, _, err := eng.Step(batch, 1e-3, 0.9); err != nil {
 			b.Fatal(err)
 		}
 	}
 	sec := time.Since(start).Seconds() / float64(b.N)
+	cpuSec := (procstat.CPUTime().Seconds() - cpu) / float64(b.N)
 	b.StopTimer()
 	heap := peak()
 	rss := float64(procstat.PeakRSS()) / (1 << 20)
 	b.ReportMetric(sec, "s/step")
+	b.ReportMetric(cpuSec, "cpu-s/step")
 	b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(rss, "maxrss-MB")
 	if width != 1 {
 		return
 	}
-	ref, ok := torchTrainBench(b, max(2, b.N+1))
-	if !ok {
+	script := filepath.Join(testutil.RepoRoot(b), "tools", "torch_train_bench.py")
+	ref, err := TorchBench("/usr/bin/python3", script, benchShape, max(2, b.N+1), runtime.NumCPU())
+	if err != nil {
+		b.Logf("no PyTorch reference: %v", err)
 		return
 	}
 	b.ReportMetric(sec/ref.StepMedianS, "x-torch")
+	b.ReportMetric(cpuSec/ref.StepCPUMedianS, "cpu-x-torch")
 	b.ReportMetric(rss/ref.PeakRSSMB, "rss-x-torch")
-	b.Logf("PyTorch %s: %.2f s/step, peak RSS %.0f MB; covseg %.2f s/step (%.1fx), peak RSS %.0f MB (%.1fx)",
-		ref.Engine, ref.StepMedianS, ref.PeakRSSMB, sec, sec/ref.StepMedianS, rss, rss/ref.PeakRSSMB)
-}
-
-// torchSummary is the summary line of tools/torch_train_bench.py.
-type torchSummary struct {
-	Engine      string  `json:"engine"`
-	StepMedianS float64 `json:"step_median_s"`
-	PeakRSSMB   float64 `json:"peak_rss_mb"`
-}
-
-// torchTrainBench runs tools/torch_train_bench.py on the CPU, if
-// /usr/bin/python3 has torch.
-func torchTrainBench(b *testing.B, steps int) (torchSummary, bool) {
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		b.Log("no /usr/bin/python3: no PyTorch reference")
-		return torchSummary{}, false
-	}
-	script := filepath.Join(testutil.RepoRoot(b), "tools", "torch_train_bench.py")
-	cmd := exec.Command("/usr/bin/python3", script, "--device", "cpu", "--steps", strconv.Itoa(steps),
-		"--threads", strconv.Itoa(runtime.NumCPU()),
-		"--shape", strconv.Itoa(benchShape[0]), strconv.Itoa(benchShape[1]), strconv.Itoa(benchShape[2]))
-	out, err := cmd.Output()
-	if err != nil {
-		b.Logf("PyTorch reference failed (torch missing?): %v", err)
-		return torchSummary{}, false
-	}
-	var s torchSummary
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		var ev struct {
-			Event string `json:"event"`
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == "summary" {
-			if err := json.Unmarshal(sc.Bytes(), &s); err == nil {
-				return s, true
-			}
-		}
-	}
-	b.Logf("PyTorch reference printed no summary:\n%s", out)
-	return torchSummary{}, false
+	b.Logf("PyTorch %s (%d threads): %.2f s/step (%.2f CPU s), peak RSS %.0f MB; covseg %.2f s/step (%.2fx), %.2f CPU s (%.2fx), peak RSS %.0f MB (%.2fx)",
+		ref.Engine, ref.Threads, ref.StepMedianS, ref.StepCPUMedianS, ref.PeakRSSMB, sec, sec/ref.StepMedianS,
+		cpuSec, cpuSec/ref.StepCPUMedianS, rss, rss/ref.PeakRSSMB)
 }

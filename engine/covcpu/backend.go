@@ -20,6 +20,15 @@
 //
 // The adapter's config (after "covcpu:") is a comma-separated list:
 //
+//   - "kernels=native" (the default) runs DotGeneral and ConvGeneral on
+//     native kernels: OpenBLAS's gemm (libopenblas.so.0, loaded at run time;
+//     COVSEG_BLAS_LIB names another file) with a fused im2col for
+//     convolutions, see native.go and conv_native.go. Without cgo, with the
+//     "noblas" build tag or without the library, the adapter prints one line
+//     saying so and runs on the pure-Go kernels ("kernels=go"), the slow path.
+//   - "conv=native" (the default with native kernels), "conv=im2col" (the
+//     graph-level im2col below, the default on the pure-Go kernels) or
+//     "conv=simplego" picks the convolution.
 //   - "im2col=N" caps the patches im2col builds at once at N MiB (default
 //     64, see DefaultIm2colMiB; "im2col=0" lifts the cap). The patches of
 //     a 3x3x3 convolution take 27 times the memory of its input, so larger
@@ -129,23 +138,41 @@ const DefaultIm2colMiB = 64
 // simplegoConfig.
 func NewAdapter(config string) (backends.Backend, error) {
 	var rest []string
-	directConv := false
+	convMode, kernels := "", "native"
 	budgetMiB := int64(DefaultIm2colMiB)
 	for _, opt := range strings.Split(config, ",") {
 		key, value, _ := strings.Cut(opt, "=")
 		switch {
-		case opt == "conv=simplego":
-			directConv = true
-		case opt == "conv=im2col":
-			directConv = false
+		case key == "conv" && (value == "simplego" || value == "im2col" || value == "native"):
+			convMode = value
+		case key == "kernels" && (value == "native" || value == "go"):
+			kernels = value
 		case key == "im2col":
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 || n > 1<<30 {
 				return nil, fmt.Errorf("backend: option %q in config %q: want im2col=N with N a whole number of MiB, 0 to 2^30 (0: no cap)", opt, config)
 			}
 			budgetMiB = n
+		case key == "conv" || key == "kernels":
+			return nil, fmt.Errorf("backend: option %q in config %q: want conv=native, conv=im2col or conv=simplego; kernels=native or kernels=go", opt, config)
 		default:
 			rest = append(rest, opt)
+		}
+	}
+	native := kernels == "native"
+	if native {
+		if err := nativeAvailable(); err != nil {
+			warnSlowPath(err)
+			native = false
+		}
+	}
+	if convMode == "native" && !native {
+		return nil, fmt.Errorf("backend: config %q: conv=native needs the native kernels, which are off here", config)
+	}
+	if convMode == "" {
+		convMode = "im2col"
+		if native {
+			convMode = "native"
 		}
 	}
 	rest = simplegoConfig(rest)
@@ -153,10 +180,12 @@ func NewAdapter(config string) (backends.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: creating simplego with config %q: %w", config, err)
 	}
+	registerNative(inner, nativeMode{dot: native, conv: convMode == "native"})
 	caps := inner.Capabilities().Clone()
 	caps.Operations[backends.OpTypePad] = true
 	caps.Operations[backends.OpTypeReverse] = true
-	return &Backend{Backend: inner, caps: caps, directConv: directConv, im2colBudget: budgetMiB << 20}, nil
+	return &Backend{Backend: inner, caps: caps, directConv: convMode != "im2col", native: native,
+		im2colBudget: budgetMiB << 20, convMode: convMode}, nil
 }
 
 // stdoutMu serialises newSimplegoQuietly's swaps of os.Stdout.
@@ -227,9 +256,14 @@ func simplegoConfig(opts []string) []string {
 type Backend struct {
 	backends.Backend // simplego
 	caps             backends.Capabilities
-	directConv       bool  // use simplego's convolution kernel
-	im2colBudget     int64 // bytes of patches per im2col step; 0: no cap
+	directConv       bool   // emit ConvGeneral (simplego's or the native kernel executes it)
+	native           bool   // native DotGeneral (BLAS)
+	convMode         string // "native", "im2col" or "simplego"
+	im2colBudget     int64  // bytes of patches per im2col step; 0: no cap
 }
+
+// Native reports whether the adapter runs the native (BLAS) kernels.
+func (b *Backend) Native() bool { return b.native }
 
 // Name returns the adapter's registered name.
 func (b *Backend) Name() string { return Name }
@@ -237,9 +271,13 @@ func (b *Backend) Name() string { return Name }
 // String returns the adapter's registered name.
 func (b *Backend) String() string { return Name }
 
-// Description describes the adapter and the backend it wraps.
+// Description describes the adapter, its kernels and the backend it wraps.
 func (b *Backend) Description() string {
-	return "covseg CPU adapter over " + b.Backend.Description()
+	kernels := "pure-Go kernels (slow path)"
+	if b.native {
+		kernels = "native kernels (BLAS " + DefaultBLASLibrary + ")"
+	}
+	return "covseg CPU adapter (" + kernels + ", conv=" + b.convMode + ") over " + b.Backend.Description()
 }
 
 // Capabilities returns simplego's capabilities plus Pad and Reverse.
@@ -248,5 +286,6 @@ func (b *Backend) Capabilities() backends.Capabilities { return b.caps }
 // Builder returns a builder whose ops are simplego's except those the
 // adapter adds or replaces.
 func (b *Backend) Builder(name string) backends.Builder {
-	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv, im2colBudget: b.im2colBudget}
+	return &Builder{Builder: b.Backend.Builder(name), directConv: b.directConv,
+		nativeConv: b.convMode == "native", im2colBudget: b.im2colBudget}
 }

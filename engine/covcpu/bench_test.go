@@ -26,11 +26,11 @@ var benchConvs = []struct {
 // and on a reference in the same run, and reports the ratio. The forward
 // reference is plain simplego; the backward one is the adapter with
 // "conv=simplego" (simplego's convolution kernel), since plain simplego
-// cannot compute convolution gradients. A third run compares the default
-// im2col budget (the layer's patches take 113 MB, so it is tiled) with
-// unblocked im2col ("im2col=0"): a speedup below 1 is what tiling costs.
+// cannot compute convolution gradients. A third run compares the adapter's
+// default kernels (native where BLAS loads) with its pure-Go ones
+// ("kernels=go": graph-level im2col, tiled, and simplego's DotGeneral).
 //
-//	go test -run '^$' -bench Conv3D -benchtime 1x ./backend
+//	go test -run '^$' -bench Conv3D -benchtime 1x ./engine/covcpu
 func BenchmarkConv3D(b *testing.B) {
 	for _, bc := range benchConvs {
 		c := bc.c
@@ -51,8 +51,8 @@ func BenchmarkConv3D(b *testing.B) {
 		b.Run(bc.name+"/forward+backward", func(b *testing.B) {
 			compareExecs(b, newAdapter(b), direct, backward, x, w, r)
 		})
-		b.Run(bc.name+"/forward+backward tiled vs whole", func(b *testing.B) {
-			compareExecs(b, newAdapter(b), newAdapterBudget(b, 0), backward, x, w, r)
+		b.Run(bc.name+"/forward+backward default vs pure-Go kernels", func(b *testing.B) {
+			compareExecs(b, newAdapter(b), newPureGo(b), backward, x, w, r)
 		})
 	}
 }

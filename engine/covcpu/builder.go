@@ -14,7 +14,18 @@ import (
 type Builder struct {
 	backends.Builder       // simplego's
 	directConv       bool  // hand convolutions to simplego (with defaults filled)
+	nativeConv       bool  // the native kernel executes them (see conv_native.go)
 	im2colBudget     int64 // bytes of patches per im2col tile; 0: no cap
+	// reversed records the Reverse ops built for native convolutions: a
+	// convolution of a kernel reversed on its spatial axes reads the
+	// kernel flipped instead.
+	reversed map[backends.Op]reversal
+}
+
+// reversal is a Reverse op's operand and reversed axes (those longer than 1).
+type reversal struct {
+	x    backends.Op
+	axes []int
 }
 
 // shape returns the shape of op or an error naming the operation.
@@ -53,6 +64,21 @@ func (b *Builder) Reverse(x backends.Op, axes ...int) (backends.Op, error) {
 	if len(revAxes) == 0 {
 		return b.Identity(x)
 	}
+	out, err := b.reverseGather(x, xs, revAxes, offsetAxes)
+	if err != nil {
+		return nil, err
+	}
+	if b.nativeConv {
+		if b.reversed == nil {
+			b.reversed = make(map[backends.Op]reversal)
+		}
+		b.reversed[out] = reversal{x: x, axes: revAxes}
+	}
+	return out, nil
+}
+
+// reverseGather reverses the axes revAxes of x (shape xs) with a Gather.
+func (b *Builder) reverseGather(x backends.Op, xs shapes.Shape, revAxes, offsetAxes []int) (backends.Op, error) {
 
 	// Index vectors: one per element of the reversed sub-shape, in row-major order.
 	revDims := make([]int, len(revAxes))
@@ -86,7 +112,7 @@ func (b *Builder) Reverse(x backends.Op, axes ...int) (backends.Op, error) {
 	}
 	out, err := b.Gather(x, indicesOp, k, offsetAxes, revAxes, revAxes, sliceSizes, false)
 	if err != nil {
-		return nil, fmt.Errorf("backend: Reverse of %s on axes %v: %w", xs, axes, err)
+		return nil, fmt.Errorf("backend: Reverse of %s on axes %v: %w", xs, revAxes, err)
 	}
 	return out, nil
 }

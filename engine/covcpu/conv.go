@@ -6,6 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/shapeinference"
+	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
@@ -42,6 +43,17 @@ func (b *Builder) ConvGeneral(input, kernel backends.Op, axes backends.ConvolveA
 	if err != nil {
 		return nil, fmt.Errorf("backend: ConvGeneral: %w", err)
 	}
+	native := b.nativeConv && channelGroupCount == 1 && batchGroupCount == 1 && isFloat(xs.DType) && ks.DType == xs.DType
+	if r, ok := b.reversed[kernel]; ok && native && reversesSpatial(r.axes, axes.KernelSpatial, ks.Dimensions) {
+		// The native kernel reads the kernel flipped: no Gather.
+		op, err := b.Builder.ConvGeneral(input, r.x, axes, c.strides, c.paddings,
+			c.inputDilations, c.kernelDilations, channelGroupCount, batchGroupCount)
+		if err != nil {
+			return nil, err
+		}
+		markFlipped(op.(*simplego.Node))
+		return op, nil
+	}
 	if b.directConv || channelGroupCount > 1 || batchGroupCount > 1 || !isFloat(xs.DType) || ks.DType != xs.DType {
 		return b.Builder.ConvGeneral(input, kernel, axes, c.strides, c.paddings,
 			c.inputDilations, c.kernelDilations, channelGroupCount, batchGroupCount)
@@ -51,6 +63,23 @@ func (b *Builder) ConvGeneral(input, kernel backends.Op, axes backends.ConvolveA
 		return nil, fmt.Errorf("backend: ConvGeneral(input %s, kernel %s, %+v): %w", xs, ks, c, err)
 	}
 	return op, nil
+}
+
+// reversesSpatial reports whether a Reverse of the axes rev (those longer
+// than 1) reverses exactly the spatial axes of a kernel (reversing an
+// axis of length 1 changes nothing).
+func reversesSpatial(rev, spatial, dims []int) bool {
+	for _, a := range rev {
+		if !slices.Contains(spatial, a) {
+			return false
+		}
+	}
+	for _, a := range spatial {
+		if dims[a] > 1 && !slices.Contains(rev, a) {
+			return false
+		}
+	}
+	return true
 }
 
 // isFloat reports whether the adapter's convolution handles dtype; other

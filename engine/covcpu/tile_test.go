@@ -16,7 +16,7 @@ import (
 // (the "im2col=N" option counts MiB, too coarse for small tests).
 func newAdapterBudget(t testing.TB, budget int64) backends.Backend {
 	t.Helper()
-	b, err := NewAdapter("")
+	b, err := NewAdapter("conv=im2col")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ func newBenchCmd() *cobra.Command {
 
 type benchTrainArgs struct {
 	shape, dtype, backend string
+	torch, python         string
 	steps                 int
 	width                 float64
 	preallocate           bool
@@ -57,6 +59,8 @@ backend, XLA's preallocation of 75 % of the GPU is switched off unless
 	f.Float64Var(&a.width, "width", 1, "width multiplier (1: the paper's network)")
 	f.StringVar(&a.backend, "backend", "", "GoMLX backend config (default GOMLX_BACKEND, else covseg's CPU backend)")
 	f.BoolVar(&a.preallocate, "preallocate", false, "let XLA on CUDA preallocate most of the GPU's memory, as it does by default")
+	f.StringVar(&a.torch, "torch", "", "also time PyTorch's step with this script (tools/torch_train_bench.py) on the CPU, same shape, steps and cores, and print the ratios (a \"compare\" line)")
+	f.StringVar(&a.python, "python", "/usr/bin/python3", "Python with torch, for --torch")
 	return cmd
 }
 
@@ -82,8 +86,16 @@ func runBenchTrain(a benchTrainArgs, stdout io.Writer) error {
 	}
 	emit(map[string]any{"event": "start", "backend": backend.String(), "description": backend.Description(),
 		"backend_options": note, "dtype": dtype, "shape": []int{1, 1, shape[0], shape[1], shape[2]}, "width": a.width, "steps": a.steps})
-	if _, err := train.Bench(train.BenchOptions{Shape: shape, Steps: a.steps, DType: dtype, Width: a.width, Backend: backend}, emit); err != nil {
+	sum, err := train.Bench(train.BenchOptions{Shape: shape, Steps: a.steps, DType: dtype, Width: a.width, Backend: backend}, emit)
+	if err != nil {
 		return fmt.Errorf("bench train: %w", err)
+	}
+	if a.torch != "" {
+		ref, err := train.TorchBench(a.python, a.torch, shape, a.steps, runtime.NumCPU())
+		if err != nil {
+			return fmt.Errorf("bench train: %w", err)
+		}
+		emit(train.Compare(sum, ref))
 	}
 	return encErr
 }
