@@ -9,7 +9,10 @@
 // Every case lives in DIR/cases/ID/: image.nii.gz (the CT as uploaded or
 // converted from DICOM, on its own grid), mask.nii.gz (the model's mask, or
 // a label a client saved), lungs.nii.gz, report.json, montage.png and
-// case.json (its state). Every file is written to a temporary file and renamed
+// case.json (its state); a CT uploaded as a zip of a DICOM series also keeps
+// the series (dicom/, under fixed names) and gets seg.dcm, a DICOM
+// Segmentation on the series' frames, and sc.dcm, the report as a
+// Secondary Capture, both in the source's study. Every file is written to a temporary file and renamed
 // into place, so a reader or a restarted server never sees half a file; New
 // removes leftover temporary files and queues again the cases that were
 // waiting or running when the server stopped. Case IDs come from clients and

@@ -8,12 +8,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/covseg/covseg/eval/dicomreport"
 	"github.com/covseg/covseg/eval/lungs"
 	"github.com/covseg/covseg/eval/montage"
 	"github.com/covseg/covseg/eval/severity"
 	"github.com/covseg/covseg/internal/atomicfile"
 	"github.com/covseg/covseg/volume"
+	"github.com/covseg/covseg/volume/dicomout"
 	"github.com/covseg/covseg/volume/nifti"
+	"github.com/covseg/covseg/volume/volio"
 )
 
 // Job kinds.
@@ -153,12 +156,45 @@ func (s *Server) process(j *job, timing map[string]float64) (*[3]float64, error)
 	} else if mask, _, err = nifti.ReadLabel(s.st.path(j.id, FileMask)); err != nil {
 		return nil, err
 	}
-	return focus(mask), s.analyse(j.id, ct, mask, timing)
+	lungMask, rep, err := s.analyse(j.id, ct, mask, timing)
+	if err != nil {
+		return nil, err
+	}
+	if s.st.hasDICOM(j.id) {
+		t = time.Now()
+		if err := s.writeDICOM(j.id, ct, mask, lungMask, rep); err != nil {
+			return nil, fmt.Errorf("DICOM SEG and SC: %w", err)
+		}
+		step("dicom", t)
+	}
+	return focus(mask), nil
+}
+
+// writeDICOM writes a DICOM case's SEG (infiltrate, right and left lung on
+// the series' own frames) and its report as a Secondary Capture, in the
+// source's study.
+func (s *Server) writeDICOM(id string, ct *volume.Volume, mask, lungMask *volume.Label, rep *severity.Report) error {
+	_, vsrc, err := volio.Read(s.st.path(id, dirDICOM), volio.Options{})
+	if err != nil {
+		return err
+	}
+	if vsrc.Series == nil {
+		return errors.New("the case's DICOM folder holds no series")
+	}
+	src, err := dicomout.NewSource(vsrc.Series)
+	if err != nil {
+		return err
+	}
+	if _, err := dicomreport.WriteSEG(s.st.path(id, FileSEG), src, mask, lungMask, s.cfg.Version); err != nil {
+		return err
+	}
+	_, err = dicomreport.WriteSC(s.st.path(id, FileSC), src, ct, mask, rep, s.cfg.Version)
+	return err
 }
 
 // analyse writes the lung mask (computed once per case), the severity
-// report and the montage.
-func (s *Server) analyse(id string, ct *volume.Volume, mask *volume.Label, timing map[string]float64) error {
+// report and the montage, and returns the lung mask and the report.
+func (s *Server) analyse(id string, ct *volume.Volume, mask *volume.Label, timing map[string]float64) (*volume.Label, *severity.Report, error) {
 	t := time.Now()
 	var lungMask *volume.Label
 	if s.st.exists(id, FileLungs) {
@@ -171,36 +207,36 @@ func (s *Server) analyse(id string, ct *volume.Volume, mask *volume.Label, timin
 	if computed {
 		res, err := lungs.Segment(ct, lungs.DefaultOptions())
 		if err != nil {
-			return fmt.Errorf("lung mask: %w", err)
+			return nil, nil, fmt.Errorf("lung mask: %w", err)
 		}
 		lungMask = res.Mask
 		if err := nifti.WriteLabel(s.st.path(id, FileLungs), lungMask); err != nil {
-			return err
+			return nil, nil, err
 		}
 		timing["lungs"] = time.Since(t).Seconds()
 	}
 	t = time.Now()
 	rep, err := severity.Compute(ct, mask, lungMask, severity.Options{Version: s.cfg.Version})
 	if err != nil {
-		return fmt.Errorf("report: %w", err)
+		return nil, nil, fmt.Errorf("report: %w", err)
 	}
 	rep.Inputs = severity.Inputs{CT: FileImage, Mask: FileMask, Lungs: FileLungs, LungsComputed: true}
 	b, err := rep.JSON()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := atomicfile.Write(s.st.path(id, FileReport), func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
-		return err
+		return nil, nil, err
 	}
 	img, err := rep.Montage(ct, mask, montage.Options{})
 	if err != nil {
-		return fmt.Errorf("montage: %w", err)
+		return nil, nil, fmt.Errorf("montage: %w", err)
 	}
 	if err := atomicfile.Write(s.st.path(id, FileMontage), func(w io.Writer) error { return montage.Encode(w, img) }); err != nil {
-		return err
+		return nil, nil, err
 	}
 	timing["report"] = time.Since(t).Seconds()
-	return nil
+	return lungMask, rep, nil
 }
 
 // resume queues again the cases that were queued or running when the

@@ -212,21 +212,31 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, part string
 	if err != nil {
 		return "", err
 	}
-	if err := s.addCase(id, ct, format, sf.filename, tmp); err != nil {
+	dcm := ""
+	if format == formatDICOM {
+		dcm = dicomDir(sf.path)
+	}
+	if err := s.addCase(id, ct, format, sf.filename, tmp, dcm); err != nil {
 		return "", err
 	}
 	s.logf("case %s: stored (%s, %v)", id, format, ct.Dims)
 	return id, nil
 }
 
-// addCase stores a CT as a case, replacing an earlier case of that ID.
+// addCase stores a CT as a case, replacing an earlier case of that ID; a
+// DICOM case keeps its series (dcm, a folder in tmp) for its DICOM SEG.
 // The new folder is filled in tmp and renamed into place, the old one moved
 // aside first: a crash leaves the old case, the new one or neither (the
 // restart sweeps tmp), never a mix of the two.
-func (s *Server) addCase(id string, ct *volume.Volume, format, input, tmp string) error {
+func (s *Server) addCase(id string, ct *volume.Volume, format, input, tmp, dcm string) error {
 	dir := filepath.Join(tmp, "case")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
+	}
+	if dcm != "" {
+		if err := os.Rename(dcm, filepath.Join(dir, dirDICOM)); err != nil {
+			return err
+		}
 	}
 	if err := writeImage(filepath.Join(dir, FileImage), ct); err != nil {
 		return err
@@ -378,6 +388,8 @@ func contentType(file string) string {
 		return "application/json"
 	case ".png":
 		return "image/png"
+	case ".dcm":
+		return "application/dicom"
 	}
 	return "application/octet-stream"
 }
@@ -482,7 +494,7 @@ func (s *Server) importData(id string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	return s.addCase(id, ct, string(src.Format), filepath.Base(path), tmp)
+	return s.addCase(id, ct, string(src.Format), filepath.Base(path), tmp, "")
 }
 
 // answerInfer writes the finished case's mask in MONAI Label's form.

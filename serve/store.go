@@ -32,7 +32,15 @@ const (
 	FileLungs   = "lungs.nii.gz"
 	FileReport  = "report.json"
 	FileMontage = "montage.png"
-	fileCase    = "case.json"
+	// FileSEG and FileSC are a DICOM case's results as DICOM: the masks as a
+	// Segmentation on the series' own frames, the report as a Secondary
+	// Capture, both in the source's study (eval/dicomreport).
+	FileSEG = "seg.dcm"
+	FileSC  = "sc.dcm"
+	// dirDICOM holds a DICOM case's series as uploaded (under the fixed
+	// names the unzip gave), for the SEG's references.
+	dirDICOM = "dicom"
+	fileCase = "case.json"
 )
 
 // Case is a case's record, kept in its folder as case.json.
@@ -181,6 +189,12 @@ func (s *store) update(id string, change func(c *Case)) (*Case, error) {
 func (s *store) exists(id, file string) bool {
 	st, err := os.Stat(s.path(id, file))
 	return err == nil && st.Mode().IsRegular()
+}
+
+// hasDICOM reports whether a case kept the DICOM series it came from.
+func (s *store) hasDICOM(id string) bool {
+	st, err := os.Stat(s.path(id, dirDICOM))
+	return err == nil && st.IsDir()
 }
 
 // list returns every case's record, sorted by ID; unreadable records are

@@ -198,7 +198,7 @@ func decodeCT(sf savedFile, limit int64) (*volume.Volume, string, error) {
 		}
 		return v, string(volio.NIfTI), nil
 	case "zip":
-		dir := sf.path + "-dicom"
+		dir := dicomDir(sf.path)
 		if err := unzip(sf.path, dir, limit*zipExpansion); err != nil {
 			return nil, "", badRequest("%s: %v", clip(sf.filename), err)
 		}
@@ -206,10 +206,17 @@ func decodeCT(sf savedFile, limit int64) (*volume.Volume, string, error) {
 		if err != nil {
 			return nil, "", badRequest("%s: the zip holds no readable DICOM series: %v", clip(sf.filename), err)
 		}
-		return v, "dicom", nil
+		return v, formatDICOM, nil
 	}
 	return nil, "", badRequest("%s: not a CT covseg reads: expected a NIfTI file (.nii or .nii.gz) or a zip of one DICOM series", clip(sf.filename))
 }
+
+// formatDICOM is Case.Format for a CT uploaded as a zip of a DICOM series;
+// its files were unpacked into dicomDir(the upload's path).
+const formatDICOM = "dicom"
+
+// dicomDir is where decodeCT unpacks a zip uploaded to path.
+func dicomDir(path string) string { return path + "-dicom" }
 
 // unzip writes the zip's regular files to dir as 00000.dcm, 00001.dcm, ...:
 // the names inside the zip never reach the file system. It stops past

@@ -60,7 +60,7 @@ func (s *Server) view(id string) (*caseView, error) {
 		return nil, err
 	}
 	v := &caseView{Case: c, Files: []string{}}
-	for _, f := range []string{FileImage, FileMask, FileLungs, FileReport, FileMontage} {
+	for _, f := range []string{FileImage, FileMask, FileLungs, FileReport, FileMontage, FileSEG, FileSC} {
 		if s.st.exists(id, f) {
 			v.Files = append(v.Files, f)
 		}
@@ -182,10 +182,10 @@ func (s *Server) handleAPIFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f := r.PathValue("file"); f {
-	case FileImage, FileMask, FileLungs, FileReport, FileMontage:
+	case FileImage, FileMask, FileLungs, FileReport, FileMontage, FileSEG, FileSC:
 		s.serveFile(w, r, id, f)
 	default:
-		writeError(w, http.StatusNotFound, "a case has image.nii.gz, mask.nii.gz, lungs.nii.gz, report.json and montage.png")
+		writeError(w, http.StatusNotFound, "a case has image.nii.gz, mask.nii.gz, lungs.nii.gz, report.json and montage.png, and from a DICOM series seg.dcm and sc.dcm")
 	}
 }
 

@@ -73,9 +73,17 @@ func TestDICOMZipLabelAndPages(t *testing.T) {
 	if r == nil || c.MaskFrom != "label" || r.LungRightML < 500 || r.InfiltrateML <= 0 || c.Focus == nil {
 		t.Fatalf("case after the label: %+v, report %+v", c.Case, r)
 	}
-	for _, f := range []string{FileImage, FileMask, FileLungs, FileReport, FileMontage} {
+	for _, f := range []string{FileImage, FileMask, FileLungs, FileReport, FileMontage, FileSEG, FileSC} {
 		if st, _, _ := do(t, "GET", ts.URL+"/api/cases/IBSI_chest/"+f, "", nil); st != 200 {
 			t.Errorf("GET %s: %d", f, st)
+		}
+	}
+	// A DICOM case's results come back as DICOM too: a Segmentation and a
+	// Secondary Capture (checked in depth by volume/dicomout's tests).
+	for f, sop := range map[string]string{FileSEG: "1.2.840.10008.5.1.4.1.1.66.4", FileSC: "1.2.840.10008.5.1.4.1.1.7"} {
+		_, _, b := do(t, "GET", ts.URL+"/api/cases/IBSI_chest/"+f, "", nil)
+		if len(b) < 132 || string(b[128:132]) != "DICM" || !bytes.Contains(b, []byte(sop)) {
+			t.Errorf("%s: %d bytes (%.60q), not a DICOM file of SOP class %s", f, len(b), b, sop)
 		}
 	}
 	if st, _, _ := do(t, "GET", ts.URL+"/api/cases/IBSI_chest/case.json", "", nil); st != 404 {
