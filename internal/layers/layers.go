@@ -30,7 +30,7 @@ var Layers = []Layer{
 	{"volume I/O", []string{"volume/nifti", "volume/dicomseries", "volume/volio"}},
 	{"model", []string{"model"}},
 	{"data", []string{"data/dataset", "data/preprocess", "data/augment", "data/loader", "data/phantom"}},
-	{"engines", []string{"engine/covcpu", "engine/onnx", "engine/ort"}},
+	{"engines", []string{"engine/covcpu", "engine/onnx", "engine/ort", "engine/quant"}},
 	{"evaluation", []string{"eval/metrics", "eval/lungs", "eval/montage", "eval/severity"}},
 	{"train and infer", []string{"train", "infer"}},
 	{"test helpers", []string{"internal/infertest"}},
@@ -44,6 +44,7 @@ var SameLayer = map[string][]string{
 	"data/preprocess": {"data/dataset"},
 	"data/loader":     {"data/augment", "data/dataset", "data/preprocess"},
 	"engine/ort":      {"engine/onnx"},
+	"engine/quant":    {"engine/onnx", "engine/ort"},
 	"eval/severity":   {"eval/lungs", "eval/montage"},
 	"cmd/covseg":      {"cmd/covseg/internal/cli"},
 }
