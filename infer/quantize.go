@@ -287,3 +287,27 @@ func readONNX(path string) (*onnxpb.ModelProto, error) {
 	}
 	return &m, nil
 }
+
+// QuantizeUnchecked writes an int8 version of the float32 ONNX model src to
+// dst, calibrated on the given network inputs, without the agreement check
+// of QuantizeModel: for benchmarks, whose random networks agree with
+// nothing.
+func QuantizeUnchecked(src, dst string, inputs []quant.Input, c quant.Calibration) error {
+	m, err := readONNX(src)
+	if err != nil {
+		return err
+	}
+	if c.Method == "" {
+		c.Method = quant.MinMax
+	}
+	ranges, err := quant.Calibrate(m, inputs, c)
+	if err != nil {
+		return fmt.Errorf("infer: quantize: %s: %w", src, err)
+	}
+	q, err := quant.Model(m, ranges, map[string]string{KeyPrecision: "int8",
+		KeyQuantization: `{"format":"QDQ","method":"` + c.Method + `","unchecked":true}`})
+	if err != nil {
+		return fmt.Errorf("infer: quantize: %s: %w", src, err)
+	}
+	return onnx.Write(dst, q)
+}

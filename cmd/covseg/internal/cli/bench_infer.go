@@ -42,31 +42,40 @@ func (b *benchModel) flags(cmd *cobra.Command) {
 
 // open returns the ONNX Runtime engine and the model's configuration.
 func (b *benchModel) open(w io.Writer, threads int) (infer.Engine, error) {
+	dir, err := os.MkdirTemp("", "covseg-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path, err := b.onnxPath(w, dir)
+	if err != nil {
+		return nil, err
+	}
+	return infer.OpenEngine(path, infer.EngineOptions{Threads: threads, Version: Version})
+}
+
+// onnxPath returns --model, or the random network exported into dir.
+func (b *benchModel) onnxPath(w io.Writer, dir string) (string, error) {
 	path := b.path
 	if path == "" {
 		cfg := model.DefaultConfig()
 		cfg.Width = b.width
-		dir, err := os.MkdirTemp("", "covseg-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
 		start := time.Now()
 		ctx, err := model.NewContext(cfg, b.seed)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		vars, err := onnx.Variables(ctx, cfg)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		path = filepath.Join(dir, "model.onnx")
 		if err := onnx.ExportModel(path, cfg, vars, Version, onnx.Options{}); err != nil {
-			return nil, err
+			return "", err
 		}
 		fmt.Fprintf(w, "network:  %s, random weights, exported to ONNX in %s\n", cfg, time.Since(start).Round(10*time.Millisecond))
 	}
-	return infer.OpenEngine(path, infer.EngineOptions{Threads: threads, Version: Version})
+	return path, nil
 }
 
 func newBenchInferCmd() *cobra.Command {
@@ -77,6 +86,7 @@ func newBenchInferCmd() *cobra.Command {
 		threads int
 		torch   string
 		script  string
+		prec    string
 	)
 	cmd := &cobra.Command{
 		Use:   "infer",
@@ -103,7 +113,11 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 			if threads <= 0 {
 				threads = physicalCores()
 			}
-			return benchInfer(cmd.OutOrStdout(), &m, dhw, runs, threads, torch, script)
+			if prec != precisionFloat32 && prec != precisionInt8 && prec != precisionBoth {
+				return fmt.Errorf("bench infer: --precision %q: want float32, int8 or both", prec)
+			}
+			err = benchInfer(cmd.OutOrStdout(), &m, dhw, runs, threads, torch, script, prec)
+			return err
 		},
 	}
 	m.flags(cmd)
@@ -113,10 +127,11 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 	f.IntVar(&threads, "threads", 0, "ONNX Runtime and PyTorch threads (default: one per physical core)")
 	f.StringVar(&torch, "torch", "/usr/bin/python3", "Python with torch for the reference run; empty to skip it")
 	f.StringVar(&script, "torch-script", "", "torch_unet3d.py (default: ../shared/bench/ beside the repository)")
+	f.StringVar(&prec, "precision", precisionFloat32, "float32, or int8/both to time the int8 (QDQ) model after the float32 one")
 	return cmd
 }
 
-func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch, script string) error {
+func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch, script, prec string) (err error) {
 	cpu := readCPU()
 	fmt.Fprintln(w, cpu)
 	eng, err := m.open(w, threads)
@@ -179,6 +194,12 @@ func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch
 		cpuRun = median(cpus)
 		fmt.Fprintf(w, "          CPU time %.2f s per run (%.2f cores busy on average): %.1f GFLOP per CPU-second\n", cpuRun, cpuRun/med, gflop/cpuRun)
 	}
+	var torchMedian float64
+	defer func() {
+		if prec != precisionFloat32 && err == nil {
+			err = benchInt8(w, m, x, dhw, runs, threads, gflop, med, torchMedian)
+		}
+	}()
 	switch {
 	case torch == "":
 		return nil
@@ -186,6 +207,7 @@ func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch
 		fmt.Fprintf(w, "pytorch:  not run: %v\n", refErr)
 		return nil
 	}
+	torchMedian = ref.Median
 	fmt.Fprintf(w, "pytorch:  %s, %d threads: median %.2f s → %.1f GFLOP/s%s (it counts %.1f GFLOP)\n",
 		ref.Engine, ref.Threads, ref.Median, gflop/ref.Median, cpu.ofPeak(gflop/ref.Median, threads), ref.GFLOP)
 	if ref.CPUPerRun > 0 {

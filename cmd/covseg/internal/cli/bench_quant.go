@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/covseg/covseg/engine/ort"
+	"github.com/covseg/covseg/engine/quant"
+	"github.com/covseg/covseg/infer"
+)
+
+// Precisions of "covseg bench infer --precision".
+const (
+	precisionFloat32 = "float32"
+	precisionInt8    = "int8"
+	precisionBoth    = "both"
+)
+
+// benchInt8 quantises the benchmark's network (calibrated on the input x
+// itself: the timing does not depend on the ranges) and times it like the
+// float32 run, printing its speed against fp32Median (and PyTorch's
+// torchMedian when above 0).
+func benchInt8(w io.Writer, m *benchModel, x []float32, dhw [3]int, runs, threads int, gflop, fp32Median, torchMedian float64) error {
+	c := quant.DetectCPU()
+	fmt.Fprintf(w, "int8:     CPU %v; ONNX Runtime's int8 kernel: %s\n", c, c.Int8Kernel())
+	dir, err := os.MkdirTemp("", "covseg-bench-int8-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	src, err := m.onnxPath(io.Discard, dir)
+	if err != nil {
+		return err
+	}
+	dst := filepath.Join(dir, "model.int8.onnx")
+	start := time.Now()
+	in := []quant.Input{{Data: x, Shape: [5]int64{1, 1, int64(dhw[0]), int64(dhw[1]), int64(dhw[2])}}}
+	if err := infer.QuantizeUnchecked(src, dst, in, quant.Calibration{Method: quant.MinMax, ORT: ort.Options{Threads: threads}}); err != nil {
+		return fmt.Errorf("bench infer: %w (--precision int8 needs an ONNX --model or none)", err)
+	}
+	fmt.Fprintf(w, "          quantised (calibrated on the benchmark input) in %s\n", time.Since(start).Round(10*time.Millisecond))
+	eng, err := infer.OpenEngine(dst, infer.EngineOptions{Threads: threads, Version: Version})
+	if err != nil {
+		return fmt.Errorf("bench infer: %w", err)
+	}
+	defer eng.Close()
+	shape := [5]int{1, 1, dhw[0], dhw[1], dhw[2]}
+	var walls, cpus []float64
+	for i := range runs + 1 {
+		c0, _ := cpuSeconds()
+		t0 := time.Now()
+		if _, _, err := eng.Run(x, shape); err != nil {
+			return fmt.Errorf("bench infer: int8: %w", err)
+		}
+		if i == 0 {
+			continue // warm-up
+		}
+		walls = append(walls, time.Since(t0).Seconds())
+		if c1, ok := cpuSeconds(); ok {
+			cpus = append(cpus, c1-c0)
+		}
+	}
+	med := median(walls)
+	fmt.Fprintf(w, "covseg:   %s: median %.2f s of %d runs %s → %.1f GOP/s (int8)\n", eng.Name(), med, runs, fmtTimes(walls), gflop/med)
+	if len(cpus) > 0 {
+		fmt.Fprintf(w, "          CPU time %.2f s per run\n", median(cpus))
+	}
+	fmt.Fprintf(w, "ratio:    int8 is %.2fx faster than covseg float32 (%.2f s vs %.2f s)\n", fp32Median/med, med, fp32Median)
+	if torchMedian > 0 {
+		fmt.Fprintf(w, "          and %.2fx faster than PyTorch (%.2f s)\n", torchMedian/med, torchMedian)
+	}
+	return nil
+}
