@@ -60,27 +60,41 @@ func (ix graphIndex) feedsOutput(v string) bool {
 }
 
 // Targets returns the activation tensors of m that Model puts a
-// QuantizeLinear/DequantizeLinear pair on, in graph order: the data input
-// of every Conv, and the output of every Conv (or of the ReLU that alone
-// reads it) except the one that becomes the model's output. Quantising
-// both sides of a convolution is what lets ONNX Runtime replace it with one
-// integer kernel.
+// QuantizeLinear/DequantizeLinear pair on with a calibrated range, in graph
+// order: the data inputs of every Conv, Add and Concat, and the output of
+// every one of those (or of the ReLU that alone reads it), except those
+// that become the model's output. Quantising both sides of an operator is
+// what lets ONNX Runtime replace it with one integer kernel (QLinearConv,
+// QLinearAdd, QLinearConcat). Gather outputs (nearest-neighbour resizing)
+// are left out: Model gives them their input's parameters, so that ONNX
+// Runtime gathers the uint8 values themselves.
 func Targets(m *onnxpb.ModelProto) []string {
 	g := m.GetGraph()
 	ix := index(g)
 	seen := map[string]bool{}
 	var ts []string
 	add := func(v string) {
+		if p := ix.producer[v]; p != nil && passThrough(p) {
+			return
+		}
 		if !seen[v] && !ix.feedsOutput(v) {
 			seen[v] = true
 			ts = append(ts, v)
 		}
 	}
 	for _, n := range g.Node {
-		if n.GetOpType() != "Conv" {
+		switch n.GetOpType() {
+		case "Conv":
+			add(n.Input[0])
+		case "Add", "Concat":
+			for _, in := range n.Input {
+				if ix.inits[in] == nil {
+					add(in)
+				}
+			}
+		default:
 			continue
 		}
-		add(n.Input[0])
 		out := n.Output[0]
 		if cs := ix.consumers[out]; len(cs) == 1 && cs[0].GetOpType() == "Relu" && !ix.outputs[out] {
 			out = cs[0].Output[0]
@@ -89,6 +103,10 @@ func Targets(m *onnxpb.ModelProto) []string {
 	}
 	return ts
 }
+
+// passThrough reports whether node n only moves the values of its first
+// input, so that its output can share the input's quantisation.
+func passThrough(n *onnxpb.NodeProto) bool { return n.GetOpType() == "Gather" }
 
 // Model returns a copy of m in QDQ form: each target activation (see
 // Targets) that ranges holds gets QuantizeLinear → DequantizeLinear (uint8,
@@ -105,12 +123,19 @@ func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]strin
 	params := map[string]Params{} // activation -> its quantisation
 	dq := map[string]string{}     // activation -> its dequantised name
 
-	addQDQ := func(v string) {
-		r, ok := ranges[v]
-		if !ok || dq[v] != "" {
+	orig := map[string]string{} // dequantised name -> activation
+	addQDQ := func(v string, from *Params) {
+		if dq[v] != "" {
 			return
 		}
-		p := Uint8(r.Lo, r.Hi)
+		var p Params
+		if from != nil {
+			p = *from
+		} else if r, ok := ranges[v]; ok {
+			p = Uint8(r.Lo, r.Hi)
+		} else {
+			return
+		}
 		params[v] = p
 		s, z, qv, dv := v+"_qscale", v+"_qzero", v+"_quantized", v+"_dequantized"
 		inits = append(inits, floatInit(s, nil, []float32{p.Scale}), uint8Init(z, uint8(p.Zero)))
@@ -118,14 +143,20 @@ func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]strin
 			node("QuantizeLinear", v+"_Q", []string{v, s, z}, qv),
 			node("DequantizeLinear", v+"_DQ", []string{qv, s, z}, dv))
 		dq[v] = dv
+		orig[dv] = v
 	}
 	if len(g.Input) > 0 {
-		addQDQ(g.Input[0].GetName())
+		addQDQ(g.Input[0].GetName(), nil)
 	}
 	for _, n := range g.Node {
 		for i, in := range n.Input {
 			if d := dq[in]; d != "" {
 				n.Input[i] = d
+				if n.GetOpType() == "Shape" {
+					// A shape needs no values: reading the uint8
+					// tensor spares a dequantisation.
+					n.Input[i] = in + "_quantized"
+				}
 			}
 		}
 		if n.GetOpType() == "Conv" {
@@ -134,8 +165,13 @@ func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]strin
 			}
 		}
 		nodes = append(nodes, n)
+		if v, ok := orig[n.Input[0]]; ok && passThrough(n) && !ix.feedsOutput(n.Output[0]) {
+			p := params[v]
+			addQDQ(n.Output[0], &p)
+			continue
+		}
 		for _, o := range n.Output {
-			addQDQ(o)
+			addQDQ(o, nil)
 		}
 	}
 	g.Node = nodes
