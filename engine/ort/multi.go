@@ -19,6 +19,9 @@ type Multi struct {
 // OpenMulti loads the serialised model data, whose graph has the float32
 // input in and the float32 outputs outs.
 func OpenMulti(data []byte, in string, outs []string, opts Options) (*Multi, error) {
+	if len(outs) == 0 {
+		return nil, fmt.Errorf("ort: a session needs at least one output")
+	}
 	threads := opts.Threads
 	if threads <= 0 {
 		threads = runtime.NumCPU()

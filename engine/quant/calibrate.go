@@ -65,15 +65,6 @@ func Calibrate(m *onnxpb.ModelProto, inputs []Input, c Calibration) (map[string]
 		g.Output = append(g.Output, &onnxpb.ValueInfoProto{Name: proto.String(t),
 			Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: &elem}}}})
 	}
-	data, err := proto.Marshal(probe)
-	if err != nil {
-		return nil, fmt.Errorf("quant: %w", err)
-	}
-	s, err := ort.OpenMulti(data, in, outs, c.ORT)
-	if err != nil {
-		return nil, fmt.Errorf("quant: calibration: %w", err)
-	}
-	defer s.Close()
 	ranges := map[string]Range{}
 	merge := func(name string, v []float32) error {
 		r, err := measure(v, c)
@@ -86,12 +77,26 @@ func Calibrate(m *onnxpb.ModelProto, inputs []Input, c Calibration) (map[string]
 		ranges[name] = r
 		return nil
 	}
-	for _, x := range inputs {
-		if slices.Contains(targets, in) {
+	if slices.Contains(targets, in) {
+		for _, x := range inputs {
 			if err := merge(in, x.Data); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if len(outs) == 0 {
+		return ranges, nil // nothing inside the network to measure
+	}
+	data, err := proto.Marshal(probe)
+	if err != nil {
+		return nil, fmt.Errorf("quant: %w", err)
+	}
+	s, err := ort.OpenMulti(data, in, outs, c.ORT)
+	if err != nil {
+		return nil, fmt.Errorf("quant: calibration: %w", err)
+	}
+	defer s.Close()
+	for _, x := range inputs {
 		if err := s.Run(x.Data, x.Shape[:], merge); err != nil {
 			return nil, fmt.Errorf("quant: calibration: %w", err)
 		}
