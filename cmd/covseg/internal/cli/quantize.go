@@ -63,6 +63,9 @@ func runQuantize(src string, f quantizeFlags, stdout, stderr io.Writer) error {
 	if f.out == "" {
 		return fmt.Errorf("model quantize: -o MODEL.int8.onnx is required")
 	}
+	if !(f.minDice > 0 && f.minDice <= 1) {
+		return fmt.Errorf("model quantize: --min-dice %v: want more than 0 and at most 1", f.minDice)
+	}
 	if len(f.calibrate) == 0 || len(f.heldOut) == 0 {
 		return fmt.Errorf("model quantize: give --calibrate and --held-out CTs")
 	}
