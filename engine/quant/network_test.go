@@ -105,3 +105,34 @@ func TestQuantizeCovsegNetwork(t *testing.T) {
 		t.Errorf("argmax agrees on %d of %d voxels", agree, sp)
 	}
 }
+
+// TestModelRefusesMalformedConv checks that a Conv whose weight is not a
+// 5D float initializer is an error, not a panic.
+func TestModelRefusesMalformedConv(t *testing.T) {
+	net, w := convNet(2)
+	m, err := onnx.Build(net, 2, w, testMeta, onnx.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := map[string]Range{}
+	for _, v := range Targets(m) {
+		ranges[v] = Range{-1, 1}
+	}
+	for _, init := range m.GetGraph().GetInitializer() {
+		if len(init.GetDims()) == 5 {
+			init.Dims = init.Dims[:4]
+			break
+		}
+	}
+	if _, err := Model(m, ranges, nil); err == nil {
+		t.Error("a 4D convolution weight was accepted")
+	}
+	for _, init := range m.GetGraph().GetInitializer() {
+		if len(init.GetDims()) == 4 {
+			init.Dims = []int64{1 << 40, 1 << 40, 1, 1, 1}
+		}
+	}
+	if _, err := Model(m, ranges, nil); err == nil {
+		t.Error("absurd weight dims were accepted")
+	}
+}

@@ -219,6 +219,9 @@ func quantizeConv(n *onnxpb.NodeProto, ix graphIndex, params map[string]Params, 
 	if err != nil {
 		return err
 	}
+	if len(wt.Dims) != 5 {
+		return fmt.Errorf("quant: Conv %q: weight %q has dims %v, want 5", n.GetName(), wt.GetName(), wt.Dims)
+	}
 	out := int(wt.Dims[0])
 	if out <= 0 || len(w)%out != 0 {
 		return fmt.Errorf("quant: Conv %q: weight %q has dims %v", n.GetName(), wt.GetName(), wt.Dims)
@@ -274,6 +277,9 @@ func floats(t *onnxpb.TensorProto) ([]float32, error) {
 	}
 	n := int64(1)
 	for _, d := range t.Dims {
+		if d < 0 || (d > 0 && n > (1<<31)/d) {
+			return nil, fmt.Errorf("quant: initializer %q has dims %v", t.GetName(), t.Dims)
+		}
 		n *= d
 	}
 	if len(t.FloatData) > 0 {
