@@ -197,7 +197,7 @@ func benchInfer(w io.Writer, m *benchModel, dhw [3]int, runs, threads int, torch
 	var torchMedian float64
 	defer func() {
 		if prec != precisionFloat32 && err == nil {
-			err = benchInt8(w, m, x, dhw, runs, threads, gflop, med, torchMedian)
+			err = benchInt8(w, m, x, dhw, runs, threads, gflop, med, torchMedian, torch, script)
 		}
 	}()
 	switch {
@@ -254,7 +254,8 @@ type torchResult struct {
 
 // runTorch runs the PyTorch reference as a child process with the same
 // shape, runs and threads.
-func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResult, error) {
+// extra arguments go to the script ("--bf16").
+func runTorch(python, script string, dhw [3]int, runs, threads int, extra ...string) (*torchResult, error) {
 	if script == "" {
 		root, err := moduleRoot()
 		if err != nil {
@@ -271,8 +272,9 @@ func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResul
 	if err := exec.Command(python, "-c", "import torch, torchvision").Run(); err != nil {
 		return nil, fmt.Errorf("%s has no torch/torchvision (apt-get install python3-torch python3-torchvision)", python)
 	}
-	cmd := exec.Command(python, script, "--shape", strconv.Itoa(dhw[0]), strconv.Itoa(dhw[1]), strconv.Itoa(dhw[2]),
-		"--threads", strconv.Itoa(threads), "--runs", strconv.Itoa(runs))
+	args := append([]string{script, "--shape", strconv.Itoa(dhw[0]), strconv.Itoa(dhw[1]), strconv.Itoa(dhw[2]),
+		"--threads", strconv.Itoa(threads), "--runs", strconv.Itoa(runs)}, extra...)
+	cmd := exec.Command(python, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -21,9 +21,10 @@ const (
 
 // benchInt8 quantises the benchmark's network (calibrated on the input x
 // itself: the timing does not depend on the ranges) and times it like the
-// float32 run, printing its speed against fp32Median (and PyTorch's
-// torchMedian when above 0).
-func benchInt8(w io.Writer, m *benchModel, x []float32, dhw [3]int, runs, threads int, gflop, fp32Median, torchMedian float64) error {
+// float32 run, printing its speed against fp32Median, PyTorch's float32
+// torchMedian when above 0, and PyTorch's bfloat16 autocast, run here when
+// torch names a Python with torch.
+func benchInt8(w io.Writer, m *benchModel, x []float32, dhw [3]int, runs, threads int, gflop, fp32Median, torchMedian float64, torch, script string) error {
 	c := quant.DetectCPU()
 	fmt.Fprintf(w, "int8:     CPU %v; ONNX Runtime's int8 kernel: %s\n", c, c.Int8Kernel())
 	dir, err := os.MkdirTemp("", "covseg-bench-int8-")
@@ -70,7 +71,17 @@ func benchInt8(w io.Writer, m *benchModel, x []float32, dhw [3]int, runs, thread
 	}
 	fmt.Fprintf(w, "ratio:    int8 is %.2fx faster than covseg float32 (%.2f s vs %.2f s)\n", fp32Median/med, med, fp32Median)
 	if torchMedian > 0 {
-		fmt.Fprintf(w, "          and %.2fx faster than PyTorch (%.2f s)\n", torchMedian/med, torchMedian)
+		fmt.Fprintf(w, "          and %.2fx faster than PyTorch float32 (%.2f s)\n", torchMedian/med, torchMedian)
 	}
+	if torch == "" || torchMedian == 0 {
+		return nil
+	}
+	bf, err := runTorch(torch, script, dhw, runs, threads, "--bf16")
+	if err != nil {
+		fmt.Fprintf(w, "pytorch:  bfloat16 autocast not run: %v\n", err)
+		return nil
+	}
+	fmt.Fprintf(w, "pytorch:  %s, %d threads: median %.2f s\n", bf.Engine, bf.Threads, bf.Median)
+	fmt.Fprintf(w, "ratio:    int8 is %.2fx faster than PyTorch bfloat16 autocast (%.2f s vs %.2f s)\n", bf.Median/med, med, bf.Median)
 	return nil
 }
