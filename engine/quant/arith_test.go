@@ -102,3 +102,28 @@ func TestBias(t *testing.T) {
 		t.Errorf("Bias saturation = %v", q)
 	}
 }
+
+func TestMeasure(t *testing.T) {
+	v := make([]float32, 101)
+	for i := range v {
+		v[i] = float32(i) - 50 // -50..50
+	}
+	if r, err := measure(v, Calibration{Method: MinMax}); err != nil || r != (Range{-50, 50}) {
+		t.Errorf("minmax = %v, %v", r, err)
+	}
+	// 99th percentile of 101 sorted values: index round(0.99*100) = 99 -> 49;
+	// the 1st: index 1 -> -49.
+	if r, err := measure(v, Calibration{Method: Percentile, Percentile: 99}); err != nil || r != (Range{-49, 49}) {
+		t.Errorf("percentile 99 = %v, %v", r, err)
+	}
+	v[3] = float32(math.NaN())
+	if _, err := measure(v, Calibration{Method: MinMax}); err == nil {
+		t.Error("NaN accepted")
+	}
+	if _, err := Calibrate(nil, nil, Calibration{Method: "entropy"}); err == nil {
+		t.Error("unknown method accepted")
+	}
+	if _, err := Calibrate(nil, nil, Calibration{Method: Percentile, Percentile: 20}); err == nil {
+		t.Error("percentile 20 accepted")
+	}
+}
