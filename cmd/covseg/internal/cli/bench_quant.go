@@ -65,9 +65,13 @@ func benchInt8(w io.Writer, m *benchModel, x []float32, dhw [3]int, runs, thread
 		}
 	}
 	med := median(walls)
-	fmt.Fprintf(w, "covseg:   %s: median %.2f s of %d runs %s → %.1f GOP/s (int8)\n", eng.Name(), med, runs, fmtTimes(walls), gflop/med)
+	cpuRun := 0.0
 	if len(cpus) > 0 {
-		fmt.Fprintf(w, "          CPU time %.2f s per run\n", median(cpus))
+		cpuRun = median(cpus)
+	}
+	fmt.Fprintf(w, "covseg:   %s: median %.2f s of %d runs %s → %.1f GOP/s (int8)\n", eng.Name(), med, runs, fmtTimes(walls), gflop/med)
+	if cpuRun > 0 {
+		fmt.Fprintf(w, "          CPU time %.2f s per run\n", cpuRun)
 	}
 	fmt.Fprintf(w, "ratio:    int8 is %.2fx faster than covseg float32 (%.2f s vs %.2f s)\n", fp32Median/med, med, fp32Median)
 	if torchMedian > 0 {
@@ -81,8 +85,11 @@ func benchInt8(w io.Writer, m *benchModel, x []float32, dhw [3]int, runs, thread
 		fmt.Fprintf(w, "pytorch:  bfloat16 autocast not run: %v\n", err)
 		return nil
 	}
-	fmt.Fprintf(w, "pytorch:  %s, %d threads: median %.2f s\n", bf.Engine, bf.Threads, bf.Median)
+	fmt.Fprintf(w, "pytorch:  %s, %d threads: median %.2f s, CPU time ≈ %.2f s per forward pass\n", bf.Engine, bf.Threads, bf.Median, bf.CPUPerRun)
 	fmt.Fprintf(w, "ratio:    int8 is %.2fx faster than PyTorch bfloat16 autocast (%.2f s vs %.2f s)\n", bf.Median/med, med, bf.Median)
+	if cpuRun > 0 && bf.CPUPerRun > 0 {
+		fmt.Fprintf(w, "          and takes %.2fx its CPU time per forward pass (%.2f s vs ≈ %.2f s)\n", cpuRun/bf.CPUPerRun, cpuRun, bf.CPUPerRun)
+	}
 	return nil
 }
 
