@@ -1,7 +1,10 @@
 // Package quant turns covseg's float32 ONNX models into int8 models in the
 // QDQ format (QuantizeLinear/DequantizeLinear pairs around each
-// convolution) that ONNX Runtime's CPU provider fuses into integer
-// convolution kernels.
+// convolution, residual addition and skip concatenation) that ONNX
+// Runtime's CPU provider fuses into integer kernels: ORT 1.30 runs every 3D
+// convolution but the float output layer as com.microsoft:QLinearConv
+// (channels-last), and QLinearAdd, QLinearConcat and uint8 Gathers
+// between them (see TestQuantizeCovsegNetwork).
 //
 // Weights are int8, symmetric (zero point 0) and per output channel, with
 // the range [-127, 127] so that a product of two int8 values never needs

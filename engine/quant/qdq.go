@@ -112,8 +112,10 @@ func passThrough(n *onnxpb.NodeProto) bool { return n.GetOpType() == "Gather" }
 // Targets) that ranges holds gets QuantizeLinear → DequantizeLinear (uint8,
 // per tensor), each Conv weight becomes an int8 initializer read through a
 // per-channel DequantizeLinear, and each Conv bias an int32 one whose scale
-// is input scale × weight scale. A Conv whose data input has no range keeps
-// float weights. props are added to the metadata_props.
+// is input scale × weight scale. A Gather that reads a quantised tensor
+// gets a pair with the same parameters on its output. A Conv whose data
+// input has no range keeps float weights. props are added to the
+// metadata_props; m is not changed.
 func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]string) (*onnxpb.ModelProto, error) {
 	q := proto.Clone(m).(*onnxpb.ModelProto)
 	g := q.GetGraph()
@@ -160,7 +162,7 @@ func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]strin
 			}
 		}
 		if n.GetOpType() == "Conv" {
-			if err := quantizeConv(n, ix, params, &inits, &nodes); err != nil {
+			if err := quantizeConv(n, ix, params, orig, &inits, &nodes); err != nil {
 				return nil, err
 			}
 		}
@@ -198,16 +200,14 @@ func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]strin
 
 // quantizeConv replaces the float weight and bias initializers of Conv n
 // by int8/int32 ones read through DequantizeLinear nodes added to nodes.
-func quantizeConv(n *onnxpb.NodeProto, ix graphIndex, params map[string]Params, inits *[]*onnxpb.TensorProto, nodes *[]*onnxpb.NodeProto) error {
-	x := n.Input[0]
-	const suffix = "_dequantized"
-	if len(x) <= len(suffix) || x[len(x)-len(suffix):] != suffix {
+// orig maps the dequantised activations to their original names.
+func quantizeConv(n *onnxpb.NodeProto, ix graphIndex, params map[string]Params, orig map[string]string,
+	inits *[]*onnxpb.TensorProto, nodes *[]*onnxpb.NodeProto) error {
+	v, ok := orig[n.Input[0]]
+	if !ok {
 		return nil // the input stays float: so do the weights
 	}
-	px, ok := params[x[:len(x)-len(suffix)]]
-	if !ok {
-		return nil
-	}
+	px := params[v]
 	if len(n.Input) < 2 {
 		return fmt.Errorf("quant: Conv %q has no weight", n.GetName())
 	}
