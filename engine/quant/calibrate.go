@@ -51,6 +51,9 @@ func Calibrate(m *onnxpb.ModelProto, inputs []Input, c Calibration) (map[string]
 	if len(inputs) == 0 {
 		return nil, fmt.Errorf("quant: no calibration inputs")
 	}
+	if err := wellFormed(m.GetGraph()); err != nil {
+		return nil, err
+	}
 	targets := Targets(m)
 	probe := proto.Clone(m).(*onnxpb.ModelProto)
 	g := probe.GetGraph()

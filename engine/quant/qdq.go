@@ -48,15 +48,37 @@ func index(g *onnxpb.GraphProto) graphIndex {
 // feedsOutput reports whether value v reaches a graph output only through
 // Identity nodes: the network's logits stay float32.
 func (ix graphIndex) feedsOutput(v string) bool {
+	return ix.reachesOutput(v, map[string]bool{})
+}
+
+func (ix graphIndex) reachesOutput(v string, seen map[string]bool) bool {
 	if ix.outputs[v] {
 		return true
 	}
+	if seen[v] { // a cycle: not a valid graph, and no way out
+		return false
+	}
+	seen[v] = true
 	for _, c := range ix.consumers[v] {
-		if c.GetOpType() == "Identity" && ix.feedsOutput(c.Output[0]) {
+		if c.GetOpType() == "Identity" && len(c.Output) > 0 && ix.reachesOutput(c.Output[0], seen) {
 			return true
 		}
 	}
 	return false
+}
+
+// wellFormed reports whether every node has an input and an output, which
+// the rewrite assumes.
+func wellFormed(g *onnxpb.GraphProto) error {
+	if g == nil || len(g.Input) == 0 {
+		return fmt.Errorf("quant: the model has no graph input")
+	}
+	for _, n := range g.Node {
+		if len(n.Input) == 0 || len(n.Output) == 0 || n.Input[0] == "" {
+			return fmt.Errorf("quant: node %q (%s) has no input or no output", n.GetName(), n.GetOpType())
+		}
+	}
+	return nil
 }
 
 // Targets returns the activation tensors of m that Model puts a
@@ -70,6 +92,9 @@ func (ix graphIndex) feedsOutput(v string) bool {
 // Runtime gathers the uint8 values themselves.
 func Targets(m *onnxpb.ModelProto) []string {
 	g := m.GetGraph()
+	if wellFormed(g) != nil {
+		return nil
+	}
 	ix := index(g)
 	seen := map[string]bool{}
 	var ts []string
@@ -117,6 +142,9 @@ func passThrough(n *onnxpb.NodeProto) bool { return n.GetOpType() == "Gather" }
 // input has no range keeps float weights. props are added to the
 // metadata_props; m is not changed.
 func Model(m *onnxpb.ModelProto, ranges map[string]Range, props map[string]string) (*onnxpb.ModelProto, error) {
+	if err := wellFormed(m.GetGraph()); err != nil {
+		return nil, err
+	}
 	q := proto.Clone(m).(*onnxpb.ModelProto)
 	g := q.GetGraph()
 	ix := index(g)
