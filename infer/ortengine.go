@@ -17,6 +17,9 @@ type ORTEngine struct {
 	s    *ort.Session
 	cfg  model.Config
 	path string
+	// precision is the model's arithmetic from its metadata: "float32", or
+	// "int8" for a model from QuantizeModel.
+	precision string
 }
 
 // OpenORT loads an ONNX model exported by covseg into ONNX Runtime. The
@@ -33,7 +36,11 @@ func OpenORT(path string, opts EngineOptions) (*ORTEngine, error) {
 		s.Close()
 		return nil, fmt.Errorf("infer: %s: %w", path, err)
 	}
-	return &ORTEngine{s: s, cfg: cfg, path: path}, nil
+	precision := s.Metadata()[KeyPrecision]
+	if precision == "" {
+		precision = "float32"
+	}
+	return &ORTEngine{s: s, cfg: cfg, path: path, precision: precision}, nil
 }
 
 // openORTCheckpoint exports a model file to a temporary ONNX file and loads
@@ -131,8 +138,11 @@ func (e *ORTEngine) Config() model.Config { return e.cfg }
 
 // Name implements Engine.
 func (e *ORTEngine) Name() string {
-	return fmt.Sprintf("onnxruntime %s, %d threads", ort.LibraryVersion(), e.s.Threads())
+	return fmt.Sprintf("onnxruntime %s, %d threads, %s", ort.LibraryVersion(), e.s.Threads(), e.precision)
 }
+
+// Precision returns the model's arithmetic: "float32" or "int8".
+func (e *ORTEngine) Precision() string { return e.precision }
 
 // Close implements Engine.
 func (e *ORTEngine) Close() error { return e.s.Close() }

@@ -36,27 +36,36 @@ type BenchModel struct {
 
 // open returns the ONNX Runtime engine of the model.
 func (b BenchModel) open(w io.Writer, threads int) (infer.Engine, error) {
-	path := b.Path
-	if path == "" {
-		cfg := model.DefaultConfig()
-		cfg.Width = b.Width
-		dir, err := os.MkdirTemp("", "covseg-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		start := time.Now()
-		ctx, err := model.NewContext(cfg, b.Seed)
-		if err != nil {
-			return nil, err
-		}
-		path = filepath.Join(dir, "model.onnx")
-		if err := onnx.Export(path, cfg, ctx, Version, onnx.Options{}); err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(w, "network:  %s, random weights, exported to ONNX in %s\n", cfg, time.Since(start).Round(10*time.Millisecond))
+	dir, err := os.MkdirTemp("", "covseg-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path, err := b.onnxPath(w, dir)
+	if err != nil {
+		return nil, err
 	}
 	return infer.OpenEngine(path, infer.EngineOptions{Threads: threads, Version: Version})
+}
+
+// onnxPath returns b.Path, or the random network exported into dir.
+func (b BenchModel) onnxPath(w io.Writer, dir string) (string, error) {
+	if b.Path != "" {
+		return b.Path, nil
+	}
+	cfg := model.DefaultConfig()
+	cfg.Width = b.Width
+	start := time.Now()
+	ctx, err := model.NewContext(cfg, b.Seed)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "model.onnx")
+	if err := onnx.Export(path, cfg, ctx, Version, onnx.Options{}); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(w, "network:  %s, random weights, exported to ONNX in %s\n", cfg, time.Since(start).Round(10*time.Millisecond))
+	return path, nil
 }
 
 // BenchInferOptions configure BenchInfer.
@@ -72,7 +81,18 @@ type BenchInferOptions struct {
 	// skips it. Script is torch_unet3d.py (default: ../shared/bench/
 	// beside the repository).
 	Python, Script string
+	// Precision is PrecisionFloat32 (the default when empty), or
+	// PrecisionInt8 or PrecisionBoth to also quantise the network and time
+	// the int8 model, with PyTorch's bfloat16 autocast beside it.
+	Precision string
 }
+
+// Precisions of BenchInferOptions.Precision.
+const (
+	PrecisionFloat32 = "float32"
+	PrecisionInt8    = "int8"
+	PrecisionBoth    = "both"
+)
 
 // BenchInfer times the network's forward pass in ONNX Runtime on a
 // 1x1xDxHxW input and prints to w the median seconds, GFLOP/s against the
@@ -86,10 +106,17 @@ func BenchInfer(w io.Writer, o BenchInferOptions) error {
 	if o.Threads <= 0 {
 		o.Threads = PhysicalCores()
 	}
-	return benchInfer(w, o.Model, o.Shape, o.Runs, o.Threads, o.Python, o.Script)
+	switch o.Precision {
+	case "":
+		o.Precision = PrecisionFloat32
+	case PrecisionFloat32, PrecisionInt8, PrecisionBoth:
+	default:
+		return fmt.Errorf("bench infer: --precision %q: want float32, int8 or both", o.Precision)
+	}
+	return benchInfer(w, o.Model, o.Shape, o.Runs, o.Threads, o.Python, o.Script, o.Precision)
 }
 
-func benchInfer(w io.Writer, m BenchModel, dhw [3]int, runs, threads int, torch, script string) error {
+func benchInfer(w io.Writer, m BenchModel, dhw [3]int, runs, threads int, torch, script, prec string) (err error) {
 	cpu := readCPU()
 	fmt.Fprintln(w, cpu)
 	eng, err := m.open(w, threads)
@@ -151,6 +178,12 @@ func benchInfer(w io.Writer, m BenchModel, dhw [3]int, runs, threads int, torch,
 		cpuRun = median(cpus)
 		fmt.Fprintf(w, "          CPU time %.2f s per run (%.2f cores busy on average): %.1f GFLOP per CPU-second\n", cpuRun, cpuRun/med, gflop/cpuRun)
 	}
+	var torchMedian float64
+	defer func() {
+		if prec != PrecisionFloat32 && err == nil {
+			err = benchInt8(w, m, x, dhw, runs, threads, gflop, med, torchMedian, torch, script)
+		}
+	}()
 	switch {
 	case torch == "":
 		return nil
@@ -158,6 +191,7 @@ func benchInfer(w io.Writer, m BenchModel, dhw [3]int, runs, threads int, torch,
 		fmt.Fprintf(w, "pytorch:  not run: %v\n", refErr)
 		return nil
 	}
+	torchMedian = ref.Median
 	fmt.Fprintf(w, "pytorch:  %s, %d threads: median %.2f s → %.1f GFLOP/s%s (it counts %.1f GFLOP)\n",
 		ref.Engine, ref.Threads, ref.Median, gflop/ref.Median, cpu.ofPeak(gflop/ref.Median, threads), ref.GFLOP)
 	if ref.CPUPerRun > 0 {
@@ -203,8 +237,8 @@ type torchResult struct {
 }
 
 // runTorch runs the PyTorch reference as a child process with the same
-// shape, runs and threads.
-func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResult, error) {
+// shape, runs and threads; extra arguments go to the script ("--bf16").
+func runTorch(python, script string, dhw [3]int, runs, threads int, extra ...string) (*torchResult, error) {
 	if script == "" {
 		shared, err := repo.Shared()
 		if err != nil {
@@ -221,8 +255,9 @@ func runTorch(python, script string, dhw [3]int, runs, threads int) (*torchResul
 	if err := exec.Command(python, "-c", "import torch, torchvision").Run(); err != nil {
 		return nil, fmt.Errorf("%s has no torch/torchvision (apt-get install python3-torch python3-torchvision)", python)
 	}
-	cmd := exec.Command(python, script, "--shape", strconv.Itoa(dhw[0]), strconv.Itoa(dhw[1]), strconv.Itoa(dhw[2]),
-		"--threads", strconv.Itoa(threads), "--runs", strconv.Itoa(runs))
+	args := append([]string{script, "--shape", strconv.Itoa(dhw[0]), strconv.Itoa(dhw[1]), strconv.Itoa(dhw[2]),
+		"--threads", strconv.Itoa(threads), "--runs", strconv.Itoa(runs)}, extra...)
+	cmd := exec.Command(python, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

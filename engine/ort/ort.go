@@ -42,6 +42,9 @@ type Options struct {
 	LibraryPath string
 	// Threads is the number of intra-op threads; 0 means runtime.NumCPU().
 	Threads int
+	// OptimizedModelPath, when set, asks ONNX Runtime to save the graph it
+	// runs after its optimisations there (to see which kernels it picked).
+	OptimizedModelPath string
 }
 
 // Session is a model loaded into ONNX Runtime. Run may be called from
@@ -71,7 +74,7 @@ func Open(path string, opts Options) (*Session, error) {
 	if err := acquire(opts.LibraryPath); err != nil {
 		return nil, err
 	}
-	s, err := newSession(data, in.GetName(), out.GetName(), threads)
+	s, err := newSession(data, []string{in.GetName()}, []string{out.GetName()}, threads, opts.OptimizedModelPath)
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("ort: %s: %w", path, err)
@@ -120,7 +123,7 @@ func readModel(path string) ([]byte, onnx.Info, error) {
 	return data, info, nil
 }
 
-func newSession(data []byte, in, out string, threads int) (*ortgo.DynamicAdvancedSession, error) {
+func newSession(data []byte, in, out []string, threads int, optimized string) (*ortgo.DynamicAdvancedSession, error) {
 	o, err := ortgo.NewSessionOptions()
 	if err != nil {
 		return nil, err
@@ -132,7 +135,12 @@ func newSession(data []byte, in, out string, threads int) (*ortgo.DynamicAdvance
 	if err := o.SetInterOpNumThreads(1); err != nil {
 		return nil, err
 	}
-	return ortgo.NewDynamicAdvancedSessionWithONNXData(data, []string{in}, []string{out}, o)
+	if optimized != "" {
+		if err := o.SetOptimizedModelFilePath(optimized); err != nil {
+			return nil, err
+		}
+	}
+	return ortgo.NewDynamicAdvancedSessionWithONNXData(data, in, out, o)
 }
 
 func metadata(s *ortgo.DynamicAdvancedSession) (map[string]string, error) {

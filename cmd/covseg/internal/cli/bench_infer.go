@@ -26,6 +26,7 @@ func newBenchInferCmd() *cobra.Command {
 		threads int
 		torch   string
 		script  string
+		prec    string
 	)
 	cmd := &cobra.Command{
 		Use:   "infer",
@@ -39,7 +40,13 @@ torch_unet3d.py counts them), and the CPU's estimated FP32 peak.
 When /usr/bin/python3 has torch, ../shared/bench/torch_unet3d.py (beside the
 repository; --torch-script to point elsewhere) runs the same network, shape
 and thread count as a child process, and the ratio of the two medians is
-printed. The machine's load affects both; run it on a quiet machine.`,
+printed. The machine's load affects both; run it on a quiet machine.
+
+--precision int8 (or both) then quantises the network (covseg model
+quantize's QDQ rewrite, calibrated on a corner of the input: the timing does
+not depend on the ranges), times the int8 model the same way and, with
+torch, PyTorch's bfloat16 autocast (torch_unet3d.py --bf16), and prints the
+CPU's int8 features and the kernel ONNX Runtime picks for them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dhw, err := parseShape(shape)
@@ -47,7 +54,7 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 				return fmt.Errorf("bench infer: --shape: %w", err)
 			}
 			return pipeline.BenchInfer(cmd.OutOrStdout(), pipeline.BenchInferOptions{
-				Model: m, Shape: dhw, Runs: runs, Threads: threads, Python: torch, Script: script,
+				Model: m, Shape: dhw, Runs: runs, Threads: threads, Python: torch, Script: script, Precision: prec,
 			})
 		},
 	}
@@ -58,6 +65,7 @@ printed. The machine's load affects both; run it on a quiet machine.`,
 	f.IntVar(&threads, "threads", 0, "ONNX Runtime and PyTorch threads (default: one per physical core)")
 	f.StringVar(&torch, "torch", "/usr/bin/python3", "Python with torch for the reference run; empty to skip it")
 	f.StringVar(&script, "torch-script", "", "torch_unet3d.py (default: ../shared/bench/ beside the repository)")
+	f.StringVar(&prec, "precision", pipeline.PrecisionFloat32, "float32, or int8/both to also time the int8 (QDQ) model, with PyTorch's bfloat16 autocast beside it")
 	return cmd
 }
 

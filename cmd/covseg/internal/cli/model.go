@@ -17,6 +17,7 @@ var modelCommands = []func() *cobra.Command{
 	newModelInitCmd,
 	newModelInfoCmd,
 	newModelExportCmd,
+	newModelQuantizeCmd,
 }
 
 // newModelCmd groups the commands that create and inspect model files.
