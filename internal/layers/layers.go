@@ -41,7 +41,7 @@ var Layers = []Layer{
 // SameLayer lists the imports allowed within a layer: importer → imported.
 var SameLayer = map[string][]string{
 	"internal/testutil": {"internal/repo"},
-	"internal/progress": {"internal/iocheck", "internal/shard"},
+	"internal/progress": {"internal/iocheck"},
 	"volume/volio":      {"volume/nifti", "volume/dicomseries"},
 	"data/preprocess":   {"data/dataset"},
 	"data/loader":       {"data/augment", "data/dataset", "data/preprocess"},
