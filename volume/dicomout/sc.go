@@ -129,15 +129,21 @@ func defaultSC(opt *SCOptions) {
 	if opt.SeriesDescription == "" {
 		opt.SeriesDescription = "covseg report"
 	}
-	defaultEquipment(&opt.Equipment)
-	if opt.Time.IsZero() {
-		opt.Time = time.Now()
+	defaultInstance(&opt.Equipment, &opt.Time, &opt.SeriesUID, &opt.InstanceUID)
+}
+
+// defaultInstance fills what every object covseg writes needs and the
+// caller left empty: equipment, the time, new series and instance UIDs.
+func defaultInstance(eq *Equipment, t *time.Time, seriesUID, instanceUID *string) {
+	defaultEquipment(eq)
+	if t.IsZero() {
+		*t = time.Now()
 	}
-	if opt.SeriesUID == "" {
-		opt.SeriesUID = NewUID()
+	if *seriesUID == "" {
+		*seriesUID = NewUID()
 	}
-	if opt.InstanceUID == "" {
-		opt.InstanceUID = NewUID()
+	if *instanceUID == "" {
+		*instanceUID = NewUID()
 	}
 }
 

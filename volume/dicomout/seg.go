@@ -161,16 +161,7 @@ func defaultSEG(opt *SEGOptions) {
 	if opt.ContentCreator == "" {
 		opt.ContentCreator = "covseg^"
 	}
-	defaultEquipment(&opt.Equipment)
-	if opt.Time.IsZero() {
-		opt.Time = time.Now()
-	}
-	if opt.SeriesUID == "" {
-		opt.SeriesUID = NewUID()
-	}
-	if opt.InstanceUID == "" {
-		opt.InstanceUID = NewUID()
-	}
+	defaultInstance(&opt.Equipment, &opt.Time, &opt.SeriesUID, &opt.InstanceUID)
 }
 
 func defaultEquipment(e *Equipment) {
