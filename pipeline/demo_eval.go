@@ -181,11 +181,17 @@ func demoMarkdown(r *DemoResult) string {
 		fmt.Fprintf(&b, " ± %.3f", float64(r.DiceSD))
 	}
 	fmt.Fprintf(&b, " (target ≥ %.2f: %s).\n\n", r.TargetDice, map[bool]string{true: "met", false: "not met"}[r.TargetMet])
-	mdRow(&b, []string{"phantom", "Dice", "IoU", "HD95 (mm)", "truth (ml)", "covseg (ml)"})
-	mdRow(&b, []string{"---", "---:", "---:", "---:", "---:", "---:"})
-	for _, c := range r.Cases {
-		mdRow(&b, []string{c.Case, fmtValue(c.Dice, 3), fmtValue(c.IoU, 3), fmtValue(c.HD95, 1), fmtValue(c.TruthML, 1), fmtValue(c.PredML, 1)})
+	burden := map[string]float64{}
+	for _, c := range r.Phantoms.Burden.Cases {
+		burden[c.Case] = c.Pct
 	}
+	mdRow(&b, []string{"phantom", "lungs involved (%)", "Dice", "IoU", "HD95 (mm)", "truth (ml)", "covseg (ml)"})
+	mdRow(&b, []string{"---", "---:", "---:", "---:", "---:", "---:", "---:"})
+	for _, c := range r.Cases {
+		mdRow(&b, []string{c.Case, fmt.Sprintf("%.1f", burden[c.Case]), fmtValue(c.Dice, 3), fmtValue(c.IoU, 3), fmtValue(c.HD95, 1), fmtValue(c.TruthML, 1), fmtValue(c.PredML, 1)})
+	}
+	bu := r.Phantoms.Burden
+	fmt.Fprintf(&b, "\nLesion burden of the held-out phantoms: mean %.1f %% of the lungs involved (min %.1f, max %.1f).\n", bu.MeanPct, bu.MinPct, bu.MaxPct)
 	t := r.Training
 	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), input %dx%dx%d, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",
 		t.Width, t.Params, t.Grid[0], t.Grid[1], t.Grid[2], "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch)
