@@ -193,8 +193,12 @@ func demoMarkdown(r *DemoResult) string {
 	bu := r.Phantoms.Burden
 	fmt.Fprintf(&b, "\nLesion burden of the held-out phantoms: mean %.1f %% of the lungs involved (min %.1f, max %.1f).\n", bu.MeanPct, bu.MinPct, bu.MaxPct)
 	t := r.Training
-	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), input %dx%dx%d, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",
-		t.Width, t.Params, t.Grid[0], t.Grid[1], t.Grid[2], "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch)
+	input := fmt.Sprintf("input %dx%dx%d", t.Grid[0], t.Grid[1], t.Grid[2])
+	if t.Patch != nil {
+		input = fmt.Sprintf("trained on %dx%dx%d patches and run as a sliding window", t.Patch[0], t.Patch[1], t.Patch[2])
+	}
+	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), %s, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",
+		t.Width, t.Params, input, "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch)
 	fmt.Fprintf(&b, "\nSegmentation engine: %s. Total time %.0f s", r.Engine, r.Seconds)
 	if r.CPUSeconds != nil {
 		fmt.Fprintf(&b, " (CPU %.0f s)", *r.CPUSeconds)

@@ -26,8 +26,14 @@ type DemoConfig struct {
 	Phantom phantom.Config
 	// Train, Val and Test count the phantoms of each split.
 	Train, Val, Test int
-	// Grid is the network's input D, H, W (the whole phantom resized).
+	// Grid is the network's input D, H, W (the whole phantom resized)
+	// when Patch is zero.
 	Grid [3]int
+	// Patch, when not zero, trains on patches of this D, H, W cut from the
+	// phantoms at their own spacing (preprocess.ModePatch, nnU-Net's way)
+	// and segments with a sliding window, instead of resizing whole
+	// phantoms to Grid.
+	Patch [3]int
 	// Width is the network's width multiplier.
 	Width float64
 	// Epochs of the single unfrozen phase; FixedEpochs keeps the number
@@ -65,9 +71,10 @@ func DefaultDemoConfig() DemoConfig {
 		Phantom: p,
 		Train:   48, Val: 4, Test: 8,
 		Grid:       [3]int{32, 64, 64},
+		Patch:      [3]int{32, 32, 32},
 		Width:      1.0 / 8,
-		Epochs:     4,
-		LR:         2e-2,
+		Epochs:     12,
+		LR:         1e-2,
 		TargetDice: 0.85,
 	}
 }
@@ -100,6 +107,7 @@ type DemoTraining struct {
 	Width         float64 `json:"width"`
 	Params        int     `json:"params"`
 	Grid          [3]int  `json:"grid"`
+	Patch         *[3]int `json:"patch"`
 	LR            float64 `json:"lr"`
 	Phases        string  `json:"phases"`
 	Epochs        int     `json:"epochs"`
