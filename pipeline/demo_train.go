@@ -21,8 +21,8 @@ import (
 // demoReserve is the time kept back from training for the export, the
 // segmentation of the held-out phantoms and the report: together about
 // 2 s for 8 phantoms of 64x64x32 (sliding 32x32x32 patches) on two
-// cores, so 10 s and a second a
-// phantom leave a wide margin on a slow or busy machine.
+// cores, so 10 s and a second a phantom leave a wide margin on a slow or
+// busy machine.
 func demoReserve(c DemoConfig, budget time.Duration) time.Duration {
 	return min(budget/4, 10*time.Second+time.Duration(c.Test)*time.Second)
 }
