@@ -11,9 +11,9 @@ import (
 // writes: no figure of the demo is about patients.
 const syntheticNote = "SYNTHETIC DATA: every CT in this demo is a computer-generated chest phantom, not patient data; its figures say nothing about clinical performance"
 
-// DefaultDemoMinutes is the demo's default time budget: a margin under the
-// 10 minutes it must fit in on a 2-core machine.
-const DefaultDemoMinutes = 9
+// DefaultDemoMinutes is the demo's default time budget: the 5 minutes it
+// must fit in on a 2-core machine.
+const DefaultDemoMinutes = 5
 
 // ErrNoEpoch is returned when the budget ran out before one epoch ended.
 var ErrNoEpoch = errors.New("demo: the time budget ran out before the first training epoch ended: give it more --minutes")

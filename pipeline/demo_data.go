@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/covseg/covseg/data/dataset"
 	"github.com/covseg/covseg/data/phantom"
@@ -21,6 +22,9 @@ type demoCase struct {
 	image string // int16 HU
 	mask  string // lesions (1)
 	lungs string // phantom.RightLung, phantom.LeftLung
+	// burdenPct is the percentage of the phantom's lungs that its lesions
+	// take up: the truth of the severity report's involvement.
+	burdenPct float64
 }
 
 // demoDataset is the manifest's data set name for the demo's phantoms.
@@ -30,6 +34,8 @@ const demoDataset = "synthetic-phantom"
 type demoData struct {
 	cases    []demoCase
 	manifest string
+	// burden is the held-out phantoms' lesion burden.
+	burden DemoBurden
 	// lesionFraction is the share of lesion voxels in the training
 	// phantoms.
 	lesionFraction float64
@@ -60,6 +66,7 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 			if err != nil {
 				return nil, err
 			}
+			dc.burdenPct = lungBurdenPct(ph)
 			if part.split == dataset.Train {
 				for _, l := range ph.Lesions.Data {
 					lesion += int(l)
@@ -85,9 +92,11 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	p := c.Phantom
+	burden := heldOutBurden(cases)
 	fmt.Fprintf(log, "wrote %d train, %d val and %d test SYNTHETIC phantoms (%dx%dx%d voxels of %gx%gx%g mm, %d-%d lesions) to %s\n",
 		c.Train, c.Val, c.Test, p.Dims[0], p.Dims[1], p.Dims[2], p.Spacing[0], p.Spacing[1], p.Spacing[2], p.MinLesions, p.MaxLesions, dir)
-	return &demoData{cases: cases, manifest: manifest, lesionFraction: float64(lesion) / float64(max(total, 1))}, nil
+	fmt.Fprintln(log, burden)
+	return &demoData{cases: cases, manifest: manifest, burden: burden, lesionFraction: float64(lesion) / float64(max(total, 1))}, nil
 }
 
 // writeDemoPhantom generates one phantom and writes its image (rounded to
@@ -113,4 +122,72 @@ func writeDemoPhantom(dc demoCase, cfg phantom.Config, seed uint64) (*phantom.Ph
 		return nil, err
 	}
 	return ph, nifti.WriteLabel(dc.lungs, ph.Lungs)
+}
+
+// lungBurdenPct is the percentage of the phantom's lung voxels that are
+// lesion: how much of the lungs is involved, as MosMedData's CT-0..4
+// categories grade it (CT-1 is under 25 %). Lesions lie inside the lungs,
+// which include them.
+func lungBurdenPct(ph *phantom.Phantom) float64 {
+	var lesion, lung int
+	for i, l := range ph.Lungs.Data {
+		if l == 0 {
+			continue
+		}
+		lung++
+		if ph.Lesions.Data[i] != 0 {
+			lesion++
+		}
+	}
+	if lung == 0 {
+		return 0
+	}
+	return 100 * float64(lesion) / float64(lung)
+}
+
+// DemoBurden is the lesion burden of the held-out phantoms: the
+// percentage of each one's lungs that its lesions take up, and their mean,
+// minimum and maximum.
+type DemoBurden struct {
+	Cases   []DemoCaseBurden `json:"cases"`
+	MeanPct float64          `json:"mean_pct"`
+	MinPct  float64          `json:"min_pct"`
+	MaxPct  float64          `json:"max_pct"`
+}
+
+// DemoCaseBurden is one held-out phantom's lesion burden.
+type DemoCaseBurden struct {
+	Case string  `json:"case"`
+	Pct  float64 `json:"lung_involved_pct"`
+}
+
+// heldOutBurden summarises the burden of the test split's phantoms.
+func heldOutBurden(cases []demoCase) DemoBurden {
+	var b DemoBurden
+	var sum float64
+	for _, c := range cases {
+		if c.split != dataset.Test {
+			continue
+		}
+		if len(b.Cases) == 0 {
+			b.MinPct, b.MaxPct = c.burdenPct, c.burdenPct
+		}
+		b.Cases = append(b.Cases, DemoCaseBurden{Case: c.name, Pct: c.burdenPct})
+		sum += c.burdenPct
+		b.MinPct, b.MaxPct = min(b.MinPct, c.burdenPct), max(b.MaxPct, c.burdenPct)
+	}
+	if len(b.Cases) > 0 {
+		b.MeanPct = sum / float64(len(b.Cases))
+	}
+	return b
+}
+
+// String is the burden for the demo's log and summary.
+func (b DemoBurden) String() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "lesion burden of the %d held-out phantoms (%% of the lungs involved): mean %.1f, min %.1f, max %.1f;", len(b.Cases), b.MeanPct, b.MinPct, b.MaxPct)
+	for _, c := range b.Cases {
+		fmt.Fprintf(&s, " %.1f", c.Pct)
+	}
+	return s.String()
 }

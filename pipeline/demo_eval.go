@@ -181,14 +181,24 @@ func demoMarkdown(r *DemoResult) string {
 		fmt.Fprintf(&b, " ± %.3f", float64(r.DiceSD))
 	}
 	fmt.Fprintf(&b, " (target ≥ %.2f: %s).\n\n", r.TargetDice, map[bool]string{true: "met", false: "not met"}[r.TargetMet])
-	mdRow(&b, []string{"phantom", "Dice", "IoU", "HD95 (mm)", "truth (ml)", "covseg (ml)"})
-	mdRow(&b, []string{"---", "---:", "---:", "---:", "---:", "---:"})
-	for _, c := range r.Cases {
-		mdRow(&b, []string{c.Case, fmtValue(c.Dice, 3), fmtValue(c.IoU, 3), fmtValue(c.HD95, 1), fmtValue(c.TruthML, 1), fmtValue(c.PredML, 1)})
+	burden := map[string]float64{}
+	for _, c := range r.Phantoms.Burden.Cases {
+		burden[c.Case] = c.Pct
 	}
+	mdRow(&b, []string{"phantom", "lungs involved (%)", "Dice", "IoU", "HD95 (mm)", "truth (ml)", "covseg (ml)"})
+	mdRow(&b, []string{"---", "---:", "---:", "---:", "---:", "---:", "---:"})
+	for _, c := range r.Cases {
+		mdRow(&b, []string{c.Case, fmt.Sprintf("%.1f", burden[c.Case]), fmtValue(c.Dice, 3), fmtValue(c.IoU, 3), fmtValue(c.HD95, 1), fmtValue(c.TruthML, 1), fmtValue(c.PredML, 1)})
+	}
+	bu := r.Phantoms.Burden
+	fmt.Fprintf(&b, "\nLesion burden of the held-out phantoms: mean %.1f %% of the lungs involved (min %.1f, max %.1f).\n", bu.MeanPct, bu.MinPct, bu.MaxPct)
 	t := r.Training
-	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), input %dx%dx%d, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",
-		t.Width, t.Params, t.Grid[0], t.Grid[1], t.Grid[2], "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch)
+	input := fmt.Sprintf("input %dx%dx%d", t.Grid[0], t.Grid[1], t.Grid[2])
+	if t.Patch != nil {
+		input = fmt.Sprintf("trained on %dx%dx%d patches and run as a sliding window", t.Patch[0], t.Patch[1], t.Patch[2])
+	}
+	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), %s, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",
+		t.Width, t.Params, input, "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch)
 	fmt.Fprintf(&b, "\nSegmentation engine: %s. Total time %.0f s", r.Engine, r.Seconds)
 	if r.CPUSeconds != nil {
 		fmt.Fprintf(&b, " (CPU %.0f s)", *r.CPUSeconds)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,8 @@ func tinyDemoConfig() DemoConfig {
 	c.Phantom = phantom.Small(volume.Dims{24, 20, 8})
 	c.Phantom.MinLesions, c.Phantom.MaxLesions, c.Phantom.LesionScale = 2, 3, 1.6
 	c.Train, c.Val, c.Test = 2, 1, 2
-	c.Grid = [3]int{8, 16, 24} // layer4 is 1x1x2: BatchNorm needs two values
+	c.Grid = [3]int{8, 16, 24}  // layer4 is 1x1x2: BatchNorm needs two values
+	c.Patch = [3]int{8, 16, 24} // two patches along H (20 voxels)
 	c.Width = 1.0 / 32
 	c.Epochs = 2
 	return c
@@ -146,9 +148,11 @@ func TestDemoTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mcfg.Preprocess.Orientation != "RAS" || mcfg.Preprocess.Grid != [3]int{8, 16, 24} || mcfg.Width != 1.0/32 {
+	if pp := mcfg.Preprocess; pp.Orientation != "RAS" || pp.Mode != model.ModeSpacing || pp.Grid != [3]int{8, 16, 24} || mcfg.Width != 1.0/32 {
 		t.Errorf("model preprocessing %+v width %v", mcfg.Preprocess, mcfg.Width)
 	}
+
+	checkDemoBurden(t, &res, p.Phantoms)
 
 	// A second demo into the same folder is refused before any work.
 	_, err = Demo(context.Background(), DemoOptions{Config: tinyDemoConfig(), Dir: dir, Budget: time.Minute})
@@ -165,5 +169,51 @@ func TestDemoBudgetTooShort(t *testing.T) {
 	_, err := Demo(context.Background(), DemoOptions{Config: c, Dir: t.TempDir(), Budget: time.Millisecond})
 	if !errors.Is(err, ErrNoEpoch) {
 		t.Errorf("err = %v, want ErrNoEpoch", err)
+	}
+}
+
+// checkDemoBurden recomputes each held-out phantom's burden from the
+// lesion and lung masks the demo wrote and compares it with the result's.
+func checkDemoBurden(t *testing.T, res *DemoResult, phantoms string) {
+	t.Helper()
+	b := res.Phantoms.Burden
+	if len(b.Cases) != len(res.Cases) {
+		t.Fatalf("burden of %d phantoms, want the %d held-out ones", len(b.Cases), len(res.Cases))
+	}
+	var sum float64
+	for i, c := range b.Cases {
+		if c.Case != res.Cases[i].Case {
+			t.Errorf("burden case %d is %s, want %s", i, c.Case, res.Cases[i].Case)
+		}
+		lesions, _, err := nifti.ReadLabel(filepath.Join(phantoms, "masks", c.Case+".nii.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lungs, _, err := nifti.ReadLabel(filepath.Join(phantoms, "lungs", c.Case+".nii.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := lungBurdenPct(&phantom.Phantom{Lesions: lesions, Lungs: lungs})
+		if !(want > 0) || math.Abs(c.Pct-want) > 1e-9 {
+			t.Errorf("%s: burden %v %%, the masks say %v %%", c.Case, c.Pct, want)
+		}
+		sum += c.Pct
+	}
+	if m := sum / float64(len(b.Cases)); math.Abs(b.MeanPct-m) > 1e-9 || b.MinPct > b.MeanPct || b.MaxPct < b.MeanPct {
+		t.Errorf("burden mean %v min %v max %v; the cases' mean is %v", b.MeanPct, b.MinPct, b.MaxPct, m)
+	}
+}
+
+// TestLungBurdenPct: lesion voxels over lung voxels, both lungs counted.
+func TestLungBurdenPct(t *testing.T) {
+	d := volume.Dims{4, 2, 1}
+	lungs := &volume.Label{Dims: d, Data: []uint8{1, 1, 2, 2, 2, 0, 0, 0}}
+	lesions := &volume.Label{Dims: d, Data: []uint8{1, 0, 0, 1, 0, 0, 0, 0}}
+	if got := lungBurdenPct(&phantom.Phantom{Lesions: lesions, Lungs: lungs}); math.Abs(got-40) > 1e-12 {
+		t.Errorf("burden %v %%, want 40 (2 of 5 lung voxels)", got)
+	}
+	none := &volume.Label{Dims: d, Data: make([]uint8, 8)}
+	if got := lungBurdenPct(&phantom.Phantom{Lesions: lesions, Lungs: none}); got != 0 {
+		t.Errorf("burden without lungs %v, want 0", got)
 	}
 }

@@ -51,7 +51,8 @@ that the pipeline works, not how well covseg segments patients.
 after the rest, and runs fewer epochs (said so) when a calibration step shows
 the default number would not fit; --epochs fixes the number instead (the
 budget still stops training, keeping the best epoch so far). The target is a
-mean per-case Dice of at least 0.8 on the held-out phantoms.
+mean per-case Dice of at least 0.85 on the held-out phantoms, whose lesion
+burden (percent of the lungs involved) the output reports.
 
 --json prints one JSON object on standard output at the end (progress goes
 to standard error) with at least synthetic, dice_mean, cases, seconds and
