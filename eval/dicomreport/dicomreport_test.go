@@ -1,7 +1,6 @@
 package dicomreport
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -52,13 +51,7 @@ func TestWriteSEGAndSC(t *testing.T) {
 	if !strings.Contains(lines[len(lines)-1], NotForDiagnosis) || !strings.Contains(lines[0], out.Report.Category) {
 		t.Fatalf("figure lines %q", lines)
 	}
-	tool, err := exec.LookPath("dciodvfy")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("dciodvfy not installed (Debian dicom3tools; scripts/setup installs it)")
-		}
-		t.Skip("dciodvfy not installed")
-	}
+	tool := testutil.Tool(t, "dciodvfy", "dicom3tools")
 	for _, p := range []string{out.SEG.Path, out.SC.Path} {
 		o, _ := exec.Command(tool, p).CombinedOutput()
 		if strings.Contains(string(o), "Error") {

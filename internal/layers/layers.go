@@ -40,17 +40,18 @@ var Layers = []Layer{
 
 // SameLayer lists the imports allowed within a layer: importer → imported.
 var SameLayer = map[string][]string{
-	"internal/testutil": {"internal/repo"},
-	"internal/progress": {"internal/iocheck"},
-	"volume/volio":      {"volume/nifti", "volume/dicomseries"},
-	"data/preprocess":   {"data/dataset"},
-	"data/loader":       {"data/augment", "data/dataset", "data/preprocess"},
-	"engine/ort":        {"engine/onnx"},
-	"engine/quant":      {"engine/onnx", "engine/ort"},
-	"volume/dicomout":   {"volume/dicomseries"},
-	"eval/severity":     {"eval/lungs", "eval/montage"},
-	"eval/dicomreport":  {"eval/lungs", "eval/montage", "eval/severity"},
-	"cmd/covseg":        {"cmd/covseg/internal/cli"},
+	"internal/testutil":    {"internal/repo"},
+	"internal/orthanctest": {"internal/testutil"},
+	"internal/progress":    {"internal/iocheck"},
+	"volume/volio":         {"volume/nifti", "volume/dicomseries"},
+	"data/preprocess":      {"data/dataset"},
+	"data/loader":          {"data/augment", "data/dataset", "data/preprocess"},
+	"engine/ort":           {"engine/onnx"},
+	"engine/quant":         {"engine/onnx", "engine/ort"},
+	"volume/dicomout":      {"volume/dicomseries"},
+	"eval/severity":        {"eval/lungs", "eval/montage"},
+	"eval/dicomreport":     {"eval/lungs", "eval/montage", "eval/severity"},
+	"cmd/covseg":           {"cmd/covseg/internal/cli"},
 }
 
 // Forbidden lists imports that the layer order would allow but that would

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // Plugin is where Debian's orthanc-dicomweb puts the DICOMweb plugin.
@@ -39,9 +41,9 @@ type Server struct {
 // nil after running the test in one (see the package comment).
 func Start(t *testing.T) *Server {
 	t.Helper()
-	orthanc := need(t, "Orthanc", "orthanc")
+	orthanc := testutil.Tool(t, "Orthanc", "orthanc")
 	if _, err := os.Stat(Plugin); err != nil {
-		missing(t, "the Orthanc DICOMweb plugin "+Plugin, "orthanc-dicomweb")
+		testutil.Missing(t, "the Orthanc DICOMweb plugin "+Plugin, "orthanc-dicomweb")
 	}
 	if os.Getenv(netnsEnv) != "1" {
 		rerun(t)
@@ -50,29 +52,12 @@ func Start(t *testing.T) *Server {
 	return start(t, orthanc)
 }
 
-func need(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missing(t, name, pkg)
-	}
-	return p
-}
-
-func missing(t *testing.T, what, pkg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed (Debian package %s; scripts/setup installs it)", what, pkg)
-	}
-	t.Skipf("%s is not installed (apt-get install %s)", what, pkg)
-}
-
 // rerun runs this test alone in a new user and network namespace whose
 // only interface is loopback.
 func rerun(t *testing.T) {
 	t.Helper()
-	unshare := need(t, "unshare", "util-linux")
-	need(t, "ip", "iproute2")
+	unshare := testutil.Tool(t, "unshare", "util-linux")
+	testutil.Tool(t, "ip", "iproute2")
 	// root may unshare the network alone; others need a user namespace
 	// (-r) to own the new network namespace.
 	ns := "-rn"

@@ -9,6 +9,7 @@ package testutil
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -86,4 +87,28 @@ func Long(t testing.TB) {
 	if testing.Short() {
 		t.Skip("long test: runs in the whole suite (scripts/test), not with -short")
 	}
+}
+
+// Tool returns the path of an external program a test runs as an
+// independent check (dciodvfy, Orthanc, …), installed by scripts/setup from
+// the Debian package pkg. When it is missing the test fails under CI (CI
+// set), where scripts/setup has run, and skips elsewhere, saying what to
+// install: a developer without it still runs the rest of the suite.
+func Tool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, name, pkg)
+	}
+	return p
+}
+
+// Missing ends a test that needs something scripts/setup installs from the
+// Debian package pkg: a failure under CI, a skip elsewhere (see Tool).
+func Missing(t testing.TB, what, pkg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed (Debian package %s; scripts/setup installs it)", what, pkg)
+	}
+	t.Skipf("%s is not installed (apt-get install %s, or run scripts/setup)", what, pkg)
 }

@@ -226,25 +226,10 @@ func TestSEGRefusesOtherGrid(t *testing.T) {
 	}
 }
 
-// needTool returns the path of a command-line tool, failing under CI
-// (CI set) when it is missing and skipping elsewhere.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not installed (Debian package %s; scripts/setup installs it)", name, pkg)
-	}
-	t.Skipf("%s not installed (apt-get install %s)", name, pkg)
-	return ""
-}
-
 // validate runs dciodvfy on a file and returns its error lines.
 func validate(t *testing.T, path string) []string {
 	t.Helper()
-	out, _ := exec.Command(needTool(t, "dciodvfy", "dicom3tools"), path).CombinedOutput()
+	out, _ := exec.Command(testutil.Tool(t, "dciodvfy", "dicom3tools"), path).CombinedOutput()
 	var errs []string
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(l, "Error") {
@@ -264,7 +249,7 @@ func TestSEGValidates(t *testing.T) {
 		t.Fatalf("dciodvfy:\n%s", strings.Join(errs, "\n"))
 	}
 	args := append([]string{p}, src.Series.Files...)
-	out, err := exec.Command(needTool(t, "dcentvfy", "dicom3tools"), args...).CombinedOutput()
+	out, err := exec.Command(testutil.Tool(t, "dcentvfy", "dicom3tools"), args...).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "Error") || strings.Contains(string(out), "Warning") {
 		t.Fatalf("dcentvfy: %v\n%s", err, out)
 	}
@@ -350,7 +335,7 @@ func TestSCValidates(t *testing.T) {
 		t.Fatalf("dciodvfy:\n%s", strings.Join(errs, "\n"))
 	}
 	args := append([]string{p}, src.Series.Files...)
-	out, err := exec.Command(needTool(t, "dcentvfy", "dicom3tools"), args...).CombinedOutput()
+	out, err := exec.Command(testutil.Tool(t, "dcentvfy", "dicom3tools"), args...).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "Error") {
 		t.Fatalf("dcentvfy: %v\n%s", err, out)
 	}

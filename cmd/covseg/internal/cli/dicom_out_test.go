@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/covseg/covseg/internal/testutil"
 )
 
 // TestSegmentDICOMOutputs segments the IBSI DICOM series with --dicom-seg
@@ -25,15 +27,12 @@ func TestSegmentDICOMOutputs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if tool, err := exec.LookPath("dciodvfy"); err == nil {
-		for _, p := range paths {
-			o, _ := exec.Command(tool, p).CombinedOutput()
-			if strings.Contains(string(o), "Error") {
-				t.Errorf("dciodvfy %s:\n%s", p, o)
-			}
+	tool := testutil.Tool(t, "dciodvfy", "dicom3tools")
+	for _, p := range paths {
+		o, _ := exec.Command(tool, p).CombinedOutput()
+		if strings.Contains(string(o), "Error") {
+			t.Errorf("dciodvfy %s:\n%s", p, o)
 		}
-	} else if os.Getenv("CI") != "" {
-		t.Fatal("dciodvfy not installed (Debian dicom3tools; scripts/setup installs it)")
 	}
 
 	_, stderr, code = run(t, "segment", fixture(t, "ibsi_chest_ct/image.nii.gz"), "-o", t.TempDir(), "--model", model, "--dicom-seg")
