@@ -186,8 +186,13 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-// FuzzLoad feeds mutated model files to Load: errors are fine, panics and
-// unbounded allocations are not.
+// FuzzLoad feeds damaged model files to Load: errors are fine, panics and
+// unbounded allocations are not. A whole model file is hundreds of KB, which
+// makes Go's byte-level mutator crawl (about one execution every few
+// seconds), so the fuzzer mutates a small patch instead: patch is written
+// over a valid file at offset at (counted from the end when the high bit is
+// set, where the zip directory and manifest live), and cut, when not zero,
+// truncates the result.
 func FuzzLoad(f *testing.F) {
 	dir := f.TempDir()
 	path, _, _ := savedModel(f, dir)
@@ -195,9 +200,12 @@ func FuzzLoad(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(good)
-	f.Add(good[:len(good)/2])
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Add([]byte{}, uint32(0), uint32(0))
+	f.Add([]byte{}, uint32(0), uint32(len(good)/2))
+	f.Add([]byte("covseg-model"), uint32(1<<31|2000), uint32(0))
+	f.Add([]byte{0xff, 0xff, 0xff, 0x7f}, uint32(1<<31|40), uint32(0))
+	f.Fuzz(func(t *testing.T, patch []byte, at, cut uint32) {
+		b := damaged(good, patch, at, cut)
 		p := filepath.Join(dir, "fuzz.ckpt")
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
@@ -212,4 +220,20 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// damaged returns a copy of good with patch written at offset at (from the
+// end when at's high bit is set) and, when cut is not zero, cut to cut modulo
+// its length.
+func damaged(good, patch []byte, at, cut uint32) []byte {
+	b := slices.Clone(good)
+	off := int(at&(1<<31-1)) % len(b)
+	if at&(1<<31) != 0 {
+		off = len(b) - 1 - off
+	}
+	copy(b[off:], patch)
+	if cut != 0 {
+		b = b[:int(cut)%len(b)]
+	}
+	return b
 }
