@@ -39,6 +39,10 @@ type Options struct {
 	// logits come out in DType. The zero value (dtypes.InvalidDType)
 	// computes in the variables' dtype.
 	DType dtypes.DType
+	// BNMomentum, when above 0, replaces BNMomentum in training mode: 1
+	// makes every running statistic the batch's own, which is how
+	// train.Engine.PreciseBN reads each layer's batch statistics.
+	BNMomentum float64
 }
 
 // Forward builds the network on x ([N, InChannels, D, H, W], float32) with
@@ -179,12 +183,16 @@ func (o *GraphOps) BatchNorm3d(name string, x *graph.Node, spec BNSpec) *graph.N
 	y := o.toCompute(graph.Add(graph.Mul(xc, perChannel(graph.Mul(inv, gamma))), perChannel(beta)))
 
 	unbiased := graph.MulScalar(graph.StopGradient(variance), float64(n)/float64(n-1))
+	m := BNMomentum
+	if o.opt.BNMomentum > 0 {
+		m = o.opt.BNMomentum
+	}
 	rmVar.SetValueGraph(graph.Add(
-		graph.MulScalar(rmVar.ValueGraph(o.g), 1-BNMomentum),
-		graph.MulScalar(graph.StopGradient(mean), BNMomentum)))
+		graph.MulScalar(rmVar.ValueGraph(o.g), 1-m),
+		graph.MulScalar(graph.StopGradient(mean), m)))
 	rvVar.SetValueGraph(graph.Add(
-		graph.MulScalar(rvVar.ValueGraph(o.g), 1-BNMomentum),
-		graph.MulScalar(unbiased, BNMomentum)))
+		graph.MulScalar(rvVar.ValueGraph(o.g), 1-m),
+		graph.MulScalar(unbiased, m)))
 	return y
 }
 

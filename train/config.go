@@ -42,7 +42,25 @@ type Config struct {
 	Phases []Phase `yaml:"phases"`
 	// Checkpoint configures what the run folder keeps.
 	Checkpoint CheckpointConfig `yaml:"checkpoint"`
+	// BatchNorm configures how the BatchNorm running statistics that
+	// inference uses are estimated. Omitted from the YAML (and the config's
+	// hash) when zero, so older run folders still resume.
+	BatchNorm BatchNormConfig `yaml:"batch_norm,omitempty"`
 }
+
+// BatchNormConfig says how the running statistics are estimated.
+type BatchNormConfig struct {
+	// PreciseBatches, when above 0, recomputes every BatchNorm's running
+	// mean and variance before each validation from this many training
+	// batches (the first of the epoch's order) in training mode, pooled
+	// (Engine.PreciseBN). 0 keeps PyTorch's running averages (momentum
+	// 0.1), the paper's recipe, which suits large batches of whole volumes
+	// but lags behind with small batches of patches.
+	PreciseBatches int `yaml:"precise_batches,omitempty"`
+}
+
+// maxPreciseBatches bounds BatchNormConfig.PreciseBatches.
+const maxPreciseBatches = 4096
 
 // DataConfig describes the training data: where the cases are, how they
 // are preprocessed (the preprocess package), augmented (the augment
@@ -69,6 +87,12 @@ type DataConfig struct {
 	Preprocess preprocess.Config `yaml:"preprocess"`
 	// Augment is applied to training cases only.
 	Augment augment.Config `yaml:"augment"`
+	// ValidateWhole, in preprocess mode "patch", validates on whole cases
+	// (each padded to a multiple of the patch, one forward pass) instead of
+	// one random patch per case: a steadier choice of the best epoch, for
+	// the memory of a whole case's activations. Omitted from the YAML when
+	// false.
+	ValidateWhole bool `yaml:"validate_whole,omitempty"`
 }
 
 // ModelConfig says which network to train and how to initialise it.
@@ -323,6 +347,8 @@ var fieldComments = map[string]string{
 	"schedule.beta1_min":          "and is lowest at the top of the warm-up",
 	"phases":                      "fit_one_cycle runs, one after the other",
 	"checkpoint.keep_epochs":      "keep epoch_NNN.ckpt of the last N epochs (-1 all, 0 none)",
+	"batch_norm.precise_batches":  "recompute BatchNorm statistics from N training batches before each validation (0: PyTorch's running averages)",
+	"data.validate_whole":         "patch mode: validate on whole cases, not one random patch each",
 }
 
 // annotate sets the comments of fieldComments on the keys of a mapping
@@ -441,6 +467,12 @@ func (c Config) Validate() error {
 		if !finite(p.LR, p.EncoderLRMult) || !(p.LR > 0) || p.EncoderLRMult < 0 {
 			return fmt.Errorf("train: phase %d (%s): lr %v must be > 0 and encoder_lr_mult %v ≥ 0", i+1, p.Name, p.LR, p.EncoderLRMult)
 		}
+	}
+	if c.Data.ValidateWhole && c.Data.Preprocess.Mode != preprocess.ModePatch {
+		return fmt.Errorf("train: data.validate_whole needs preprocess mode %q (cases are whole already in mode %q)", preprocess.ModePatch, c.Data.Preprocess.Mode)
+	}
+	if b := c.BatchNorm.PreciseBatches; b < 0 || b > maxPreciseBatches {
+		return fmt.Errorf("train: batch_norm.precise_batches %d: want 0 (PyTorch's running averages) to %d", b, maxPreciseBatches)
 	}
 	if c.Checkpoint.KeepEpochs < -1 {
 		return fmt.Errorf("train: checkpoint.keep_epochs %d: want -1 (all), 0 (none) or a count", c.Checkpoint.KeepEpochs)

@@ -31,6 +31,7 @@ type Engine struct {
 	accExec   *mlctx.Exec // forward + backward, gradients summed into ScopeAccum
 	stepExec  *mlctx.Exec // forward + backward + AdamW update
 	evalExec  *mlctx.Exec // inference-mode loss and Dice counts
+	bnExec    *mlctx.Exec // training-mode forward that leaves batch statistics (PreciseBN)
 	firstRuns map[*mlctx.Exec]bool
 }
 

@@ -264,6 +264,10 @@ func (r *runner) epoch(ctx context.Context) (interrupted bool, err error) {
 			return stop, err
 		}
 	}
+	if err := r.preciseBN(ctx, ge); err != nil || ctx.Err() != nil {
+		r.st.EpochSeconds += time.Since(r.started).Seconds()
+		return ctx.Err() != nil, err
+	}
 	val, valCases, valLoss, err := r.validate(ctx)
 	if err != nil || ctx.Err() != nil {
 		r.st.EpochSeconds += time.Since(r.started).Seconds()
@@ -372,6 +376,40 @@ func (r *runner) trainBatches(ctx context.Context, ge, n int, bar *progress.Bar)
 		}
 	}
 	return false, nil
+}
+
+// preciseBN recomputes the BatchNorm running statistics from the first
+// batch_norm.precise_batches training batches of epoch ge, when set (see
+// Engine.PreciseBN). The batches depend only on the seed and the epoch, so
+// a resumed run recomputes the same statistics.
+func (r *runner) preciseBN(ctx context.Context, ge int) error {
+	k := min(r.cfg.BatchNorm.PreciseBatches, r.opt.Train.Len())
+	if k == 0 {
+		return nil
+	}
+	batches, err := r.opt.Train.Epoch(ctx, ge, 0)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("train: precise BatchNorm: %w", err)
+	}
+	defer batches.Close()
+	var bs []Batch
+	for len(bs) < k {
+		b, err := batches.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("train: precise BatchNorm: %w", err)
+		}
+		bs = append(bs, b)
+	}
+	return r.eng.PreciseBN(bs)
 }
 
 // validate evaluates every validation case: the mean per-case Dice, the

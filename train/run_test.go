@@ -26,6 +26,9 @@ func runConfig() Config {
 	cfg.Optimizer.Accumulate = 2
 	cfg.Optimizer.ClipGradNorm = 1
 	cfg.Checkpoint.KeepEpochs = -1
+	// Precise BatchNorm statistics before each validation: resuming must
+	// recompute the same ones.
+	cfg.BatchNorm.PreciseBatches = 2
 	return cfg
 }
 

@@ -254,3 +254,54 @@ func TestErrors(t *testing.T) {
 		t.Errorf("missing image: %v", err)
 	}
 }
+
+// TestWholeCases: with Whole, validation batches are whole cases, padded
+// to a multiple of the patch, holding every lesion voxel of the case.
+func TestWholeCases(t *testing.T) {
+	es := cases(t, 2)
+	cache, _ := preprocess.NewCache("", 1<<30)
+	cfg := config()
+	cfg.BatchSize, cfg.Shuffle, cfg.Whole = 1, false, true
+	cfg.Preprocess.Mode = preprocess.ModePatch
+	cfg.Preprocess.Spacing = [3]float64{20, 7, 7}
+	cfg.Preprocess.Patch = preprocess.Grid{4, 8, 8}
+	l, err := New(es, cache, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := epoch(t, l, Position{Epoch: 0})
+	if len(bs) != len(es) {
+		t.Fatalf("%d batches for %d cases", len(bs), len(es))
+	}
+	for n, b := range bs {
+		s, err := cache.Load(es[n], cfg.Preprocess, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := preprocess.GridOf(s.Image.Dims)
+		p := cfg.Preprocess.Patch
+		for a := range 3 {
+			if d := b.Shape[2+a]; d%p[a] != 0 || d < g[a] || d >= g[a]+p[a] {
+				t.Errorf("case %s: axis %d is %d for a case of %d and a patch of %d", b.Cases[0], a, d, g[a], p[a])
+			}
+		}
+		want, got := 0, 0
+		for _, x := range s.Mask.Data {
+			want += int(x)
+		}
+		for _, x := range b.Mask {
+			got += int(x)
+		}
+		if want == 0 || got != want {
+			t.Errorf("case %s: %d lesion voxels in the batch, %d in the case", b.Cases[0], got, want)
+		}
+	}
+	cfg.BatchSize = 2
+	if _, err := New(es, cache, cfg); err == nil {
+		t.Error("whole cases in batches of 2 accepted")
+	}
+	cfg.BatchSize, cfg.Preprocess = 1, config().Preprocess
+	if _, err := New(es, cache, cfg); err == nil {
+		t.Error("whole cases in resize mode accepted")
+	}
+}
