@@ -87,12 +87,6 @@ type DataConfig struct {
 	Preprocess preprocess.Config `yaml:"preprocess"`
 	// Augment is applied to training cases only.
 	Augment augment.Config `yaml:"augment"`
-	// ValidateWhole, in preprocess mode "patch", validates on whole cases
-	// (each padded to a multiple of the patch, one forward pass) instead of
-	// one random patch per case: a steadier choice of the best epoch, for
-	// the memory of a whole case's activations. Omitted from the YAML when
-	// false.
-	ValidateWhole bool `yaml:"validate_whole,omitempty"`
 }
 
 // ModelConfig says which network to train and how to initialise it.
@@ -348,7 +342,6 @@ var fieldComments = map[string]string{
 	"phases":                      "fit_one_cycle runs, one after the other",
 	"checkpoint.keep_epochs":      "keep epoch_NNN.ckpt of the last N epochs (-1 all, 0 none)",
 	"batch_norm.precise_batches":  "recompute BatchNorm statistics from N training batches before each validation (0: PyTorch's running averages)",
-	"data.validate_whole":         "patch mode: validate on whole cases, not one random patch each",
 }
 
 // annotate sets the comments of fieldComments on the keys of a mapping
@@ -467,9 +460,6 @@ func (c Config) Validate() error {
 		if !finite(p.LR, p.EncoderLRMult) || !(p.LR > 0) || p.EncoderLRMult < 0 {
 			return fmt.Errorf("train: phase %d (%s): lr %v must be > 0 and encoder_lr_mult %v ≥ 0", i+1, p.Name, p.LR, p.EncoderLRMult)
 		}
-	}
-	if c.Data.ValidateWhole && c.Data.Preprocess.Mode != preprocess.ModePatch {
-		return fmt.Errorf("train: data.validate_whole needs preprocess mode %q (cases are whole already in mode %q)", preprocess.ModePatch, c.Data.Preprocess.Mode)
 	}
 	if b := c.BatchNorm.PreciseBatches; b < 0 || b > maxPreciseBatches {
 		return fmt.Errorf("train: batch_norm.precise_batches %d: want 0 (PyTorch's running averages) to %d", b, maxPreciseBatches)

@@ -113,7 +113,6 @@ func TestParseConfigErrors(t *testing.T) {
 		{"checkpoint: {keep_epochs: -2}", "keep_epochs"},
 		{"batch_norm: {precise_batches: -1}", "precise_batches"},
 		{"batch_norm: {precise_batches: 100000}", "precise_batches"},
-		{"data: {validate_whole: true}", "validate_whole"},
 		{"seed: [1", "yaml"},
 	} {
 		_, err := ParseConfig([]byte(c.yaml))

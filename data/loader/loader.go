@@ -41,12 +41,6 @@ type Config struct {
 	Augment *augment.Config
 	// Preprocess is how cases become samples.
 	Preprocess preprocess.Config
-	// Whole, in preprocess.ModePatch, serves every case whole (padded to a
-	// multiple of the patch, preprocess.WholePadded) instead of a random
-	// patch: validation then scores whole cases, as inference sees them,
-	// not one patch each. It needs a batch size of 1 (cases differ in
-	// size) and memory for a whole case's activations.
-	Whole bool
 }
 
 // Position is where a run is in its data: the next batch to deliver.
@@ -100,9 +94,6 @@ func New(entries []dataset.Entry, cache *preprocess.Cache, cfg Config) (*Loader,
 	}
 	if len(entries) == 0 {
 		return nil, errors.New("loader: no cases")
-	}
-	if cfg.Whole && (cfg.BatchSize != 1 || cfg.Preprocess.Mode != preprocess.ModePatch) {
-		return nil, fmt.Errorf("loader: whole cases need batch size 1 and preprocess mode %s (batch %d, mode %s)", preprocess.ModePatch, cfg.BatchSize, cfg.Preprocess.Mode)
 	}
 	if cfg.DropLast && len(entries) < cfg.BatchSize {
 		return nil, fmt.Errorf("loader: %d cases make no full batch of %d", len(entries), cfg.BatchSize)
@@ -250,9 +241,6 @@ func (l *Loader) batch(ctx context.Context, epoch, index int, order []int) (*Bat
 	lo := index * l.cfg.BatchSize
 	hi := min(lo+l.cfg.BatchSize, len(order))
 	g := l.cfg.Preprocess.InputGrid(epoch)
-	if l.cfg.Whole {
-		return l.wholeBatch(ctx, epoch, index, l.entries[order[lo]])
-	}
 	vox := g[0] * g[1] * g[2]
 	b := &Batch{Epoch: epoch, Index: index, Shape: [5]int{hi - lo, 1, g[0], g[1], g[2]}}
 	b.Image = make([]float32, (hi-lo)*vox)
@@ -276,23 +264,6 @@ func (l *Loader) batch(ctx context.Context, epoch, index int, order []int) (*Bat
 	return b, nil
 }
 
-// wholeBatch is batch index of an epoch when cases are served whole: the
-// one case, on its own grid.
-func (l *Loader) wholeBatch(ctx context.Context, epoch, index int, e dataset.Entry) (*Batch, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	img, mask, err := l.item(e, epoch, index)
-	if err != nil {
-		return nil, err
-	}
-	g := preprocess.GridOf(img.Dims)
-	return &Batch{
-		Epoch: epoch, Index: index, Shape: [5]int{1, 1, g[0], g[1], g[2]},
-		Image: img.Data, Mask: mask.Data, Cases: []string{e.Case},
-	}, nil
-}
-
 // item prepares the case at place n of an epoch: the cached sample, its
 // random patch (ModePatch) and its augmentation, all seeded by place.
 func (l *Loader) item(e dataset.Entry, epoch, n int) (img *volume.Volume, mask *volume.Label, err error) {
@@ -301,11 +272,7 @@ func (l *Loader) item(e dataset.Entry, epoch, n int) (img *volume.Volume, mask *
 		return nil, nil, err
 	}
 	seed := l.itemSeed(epoch, n)
-	if l.cfg.Whole {
-		if s, err = preprocess.WholePadded(s, l.cfg.Preprocess.Patch); err != nil {
-			return nil, nil, err
-		}
-	} else if l.cfg.Preprocess.Mode == preprocess.ModePatch {
+	if l.cfg.Preprocess.Mode == preprocess.ModePatch {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		if s, err = preprocess.RandomPatch(s, l.cfg.Preprocess.Patch, l.cfg.Preprocess.LesionFraction, rng); err != nil {
 			return nil, nil, err

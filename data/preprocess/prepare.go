@@ -144,28 +144,3 @@ func RandomPatch(s *Sample, p Grid, lesionFraction float64, rng *rand.Rand) (*Sa
 	}
 	return out, nil
 }
-
-// WholePadded returns the whole sample padded up to a multiple of p on
-// every axis, centred, with 0 (air after normalisation; background in the
-// mask): the input for validating a patch-trained network on whole cases,
-// which its strides divide as they divide the patch.
-func WholePadded(s *Sample, p Grid) (*Sample, error) {
-	d, pd := s.Image.Dims, p.Dims()
-	var off [3]int
-	var size volume.Dims
-	for a := range 3 {
-		size[a] = (d[a] + pd[a] - 1) / pd[a] * pd[a]
-		off[a] = -(size[a] - d[a]) / 2
-	}
-	out := &Sample{Case: s.Case}
-	var err error
-	if out.Image, err = s.Image.Region(off, size, 0); err != nil {
-		return nil, fmt.Errorf("preprocess: case %s: %w", s.Case, err)
-	}
-	if s.Mask != nil {
-		if out.Mask, err = s.Mask.Region(off, size, 0); err != nil {
-			return nil, fmt.Errorf("preprocess: case %s: %w", s.Case, err)
-		}
-	}
-	return out, nil
-}
