@@ -114,6 +114,20 @@ type convPlan struct {
 	lastLo, lastHi []int
 	lastStep       int
 	direct         bool // out is [.., channel, spatial...] row-major in its spatial axes: gemm writes it in place
+	// transposed fills the patches as [s][r] (fillPatchesT) instead of
+	// [r][s]: chosen when the kernel's last axis is longer than the
+	// output's, as in the kernel gradient GoMLX emits (the output gradient
+	// is the "kernel", the weight's 3x3x3 the "output"), where [r][s] rows
+	// would be filled three elements at a time. lastT[y·kDims[last]+k] is
+	// src[last][k·sDims[last]+y].
+	transposed bool
+	lastT      []int
+	// lastTLo[y], lastTHi[y]: kernel indices k of the last axis whose
+	// source is inside the input for output index y, when that source is
+	// affine in k (no input dilation on the last axis; lastTStep apart);
+	// nil otherwise.
+	lastTLo, lastTHi []int
+	lastTStep        int
 }
 
 // newConvPlan plans the convolution of an input xs with a kernel ks into
@@ -165,6 +179,23 @@ func newConvPlan(xs, ks, outShape shapes.Shape, p *sgConvParams, elemSize int) *
 			c.lastLo[k], c.lastHi[k] = lo, hi
 		}
 	}
+	if n > 0 && c.kDims[n-1] > c.sDims[n-1] {
+		last := n - 1
+		kd, sd := c.kDims[last], c.sDims[last]
+		c.transposed, c.lastT = true, make([]int, kd*sd)
+		for k := range kd {
+			for y := range sd {
+				c.lastT[y*kd+k] = c.src[last][k*sd+y]
+			}
+		}
+		if at(p.inputDilations, last) == 1 {
+			c.lastTStep = at(p.kernelDilations, last) * inStr[axes.InputSpatial[last]]
+			c.lastTLo, c.lastTHi = make([]int, sd), make([]int, sd)
+			for y := range sd {
+				c.lastTLo[y], c.lastTHi[y] = insideRange(c.lastT[y*kd : (y+1)*kd])
+			}
+		}
+	}
 	c.direct = n > 0 && slices.Equal(c.outSpatial, rowMajorStrides(c.sDims)) && c.outChannel >= c.ns
 	if n == 0 {
 		c.direct = false
@@ -188,6 +219,24 @@ func newConvPlan(xs, ks, outShape shapes.Shape, p *sgConvParams, elemSize int) *
 	}
 	c.rows = max(1, min(c.nr, patchBudget/(c.cols*elemSize)))
 	return c
+}
+
+// insideRange returns the first index of t that is not −1 and one past the
+// last (0, 0 when all are).
+func insideRange(t []int) (lo, hi int) {
+	lo, hi = -1, 0
+	for i, v := range t {
+		if v >= 0 {
+			if lo < 0 {
+				lo = i
+			}
+			hi = i + 1
+		}
+	}
+	if lo < 0 {
+		return 0, 0
+	}
+	return lo, hi
 }
 
 // at returns v[i], or 1 if v is too short (an unset stride or dilation).
@@ -244,12 +293,17 @@ func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
 		}
 		for r0 := 0; r0 < c.nr; r0 += c.rows {
 			r1 := min(c.nr, r0+c.rows)
-			fillPatches(c, patches, x, b, r0, r1, s0, s1)
 			var beta T
 			if r0 > 0 {
 				beta = 1
 			}
-			gemm(false, false, c.outChannels, cols, r1-r0, wm[r0:], c.nr, patches, cols, beta, acc, ldc)
+			if c.transposed {
+				fillPatchesT(c, patches, x, b, r0, r1, s0, s1)
+				gemm(false, true, c.outChannels, cols, r1-r0, wm[r0:], c.nr, patches, r1-r0, beta, acc, ldc)
+			} else {
+				fillPatches(c, patches, x, b, r0, r1, s0, s1)
+				gemm(false, false, c.outChannels, cols, r1-r0, wm[r0:], c.nr, patches, cols, beta, acc, ldc)
+			}
 		}
 		if !c.direct {
 			scatter(c, out, acc, b, s0, s1)
@@ -394,6 +448,75 @@ func fillPatches[T float](c *convPlan, p, x []T, b, r0, r1, s0, s1 int) {
 			y[last] = lastDim - 1
 			increment(y, c.sDims)
 		}
+	}
+}
+
+// fillPatchesT writes the transpose of what fillPatches writes: output
+// positions [s0, s1) as rows and patch rows [r0, r1) as columns, a
+// row-major [s1-s0][r1-r0] matrix. Its runs follow the kernel's last axis,
+// long where the output's is short (see convPlan.transposed).
+func fillPatchesT[T float](c *convPlan, q, x []T, b, r0, r1, s0, s1 int) {
+	n := len(c.sDims)
+	rows := r1 - r0
+	last, kl := n-1, c.kDims[n-1]
+	k, y := make([]int, n), make([]int, n)
+	unflatten(y, c.sDims, s0)
+	for s := s0; s < s1; s++ {
+		row := q[(s-s0)*rows : (s-s0+1)*rows]
+		tab := c.lastT[y[last]*kl : (y[last]+1)*kl]
+		ch, kf := r0/c.nk, r0%c.nk
+		unflatten(k, c.kDims, kf)
+		for j := 0; j < rows; {
+			run := min(kl-k[last], rows-j)
+			off, inside := b*c.inBatch+ch*c.inChannel, true
+			for i := range last {
+				v := c.src[i][k[i]*c.sDims[i]+y[i]]
+				if v < 0 {
+					inside = false
+					break
+				}
+				off += v
+			}
+			dst := row[j : j+run]
+			if inside && c.lastTLo != nil {
+				// Affine source: zeros, a strided (often contiguous) copy, zeros.
+				k0 := k[last]
+				lo, hi := max(c.lastTLo[y[last]], k0), min(c.lastTHi[y[last]], k0+run)
+				if hi <= lo {
+					clear(dst)
+				} else {
+					clear(dst[:lo-k0])
+					clear(dst[hi-k0:])
+					start, part := off+tab[lo], dst[lo-k0:hi-k0]
+					if c.lastTStep == 1 {
+						copy(part, x[start:start+len(part)])
+					} else {
+						for e := range part {
+							part[e] = x[start+e*c.lastTStep]
+						}
+					}
+				}
+			} else if inside {
+				for e, v := range tab[k[last] : k[last]+run] {
+					if v < 0 {
+						dst[e] = 0
+					} else {
+						dst[e] = x[off+v]
+					}
+				}
+			} else {
+				clear(dst)
+			}
+			j += run
+			kf += run
+			k[last] = kl - 1
+			increment(k, c.kDims)
+			if kf == c.nk {
+				kf = 0
+				ch++
+			}
+		}
+		increment(y, c.sDims)
 	}
 }
 
