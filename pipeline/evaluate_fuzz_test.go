@@ -35,13 +35,15 @@ func FuzzReadManifest(f *testing.F) {
 	})
 }
 
-// FuzzCaseName: never empty for a non-empty base name, never longer.
+// FuzzCaseName: never empty, never longer than the cleaned path's base name
+// (nifti.CaseName cleans first, so "dicom/case01/" and "case01/." name
+// case01, the folder).
 func FuzzCaseName(f *testing.F) {
 	for _, s := range []string{"study_0255_mask.nii.gz", "_mask.nii", ".nii.gz", "x-SEG.nii", "a.b.c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		base := filepath.Base(s)
+		base := filepath.Base(filepath.Clean(s))
 		got := caseName(s)
 		if got == "" {
 			t.Errorf("caseName(%q) is empty", s)
