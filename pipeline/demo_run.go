@@ -34,6 +34,12 @@ type DemoConfig struct {
 	// and segments with a sliding window, instead of resizing whole
 	// phantoms to Grid.
 	Patch [3]int
+	// BatchSize is the number of patches per training step (Patch only;
+	// 0 means 1).
+	BatchSize int
+	// LesionFraction is the share of training patches centred on a lesion
+	// (Patch only; preprocess.Config.LesionFraction).
+	LesionFraction float64
 	// Width is the network's width multiplier.
 	Width float64
 	// Epochs of the single unfrozen phase; FixedEpochs keeps the number
@@ -86,19 +92,19 @@ func DefaultDemoConfig() DemoConfig {
 //     1.2 times the default size (10 mm blobs at their smallest, two voxels
 //     across), so that most phantoms have the burden of most COVID-19 CTs,
 //     MosMedData's CT-1 (under 25 % of the lungs involved): a mean of about
-//     15 %, some under 10 %.
+//     12 %, some under 10 %.
 //   - The paper's network at width 1/8 (stem of 8 channels, 1.5 M
-//     parameters), trained on 32x32x32 patches cut at the phantoms' own
-//     spacing (half of them centred on a lesion) and run as a
-//     sliding window: a patch step takes about 0.45 s on two cores, a
-//     quarter of a whole-phantom step (32x64x64), so the budget holds four
-//     times the updates (48 whole-phantom steps reached a Dice of 0.15).
-//   - 48 training phantoms for at most 12 epochs (the calibration step
-//     sizes them to the budget) at a peak learning rate of 1e-2, 4
+//     parameters), trained on batches of two 16x32x32 patches cut at the
+//     phantoms' own spacing (a third of them centred on a lesion, nnU-Net's
+//     share) and run as a sliding window; BatchNorm statistics recomputed
+//     from 32 training patches before each validation
+//     (train.Engine.PreciseBN), validation on the same patch of each of 8
+//     phantoms every epoch.
+//   - 48 training phantoms for at most 24 epochs (the calibration step
+//     sizes them to the budget) at a peak learning rate of 1e-2, 8
 //     validation phantoms (the best epoch is kept), 8 held-out ones.
 //
-// It does not reach TargetDice yet (held-out mean Dice 0.65 with seed 1,
-// 0.49 with seed 2, after 576 steps); README.md's demo section has the
+// It does not reach TargetDice yet; README.md's demo section has the
 // figures and what was tried.
 func RealisticDemoConfig() DemoConfig {
 	p := phantom.Small(volume.Dims{64, 64, 32})
@@ -107,13 +113,15 @@ func RealisticDemoConfig() DemoConfig {
 	p.LesionScale = 1.2
 	return DemoConfig{
 		Phantom: p,
-		Train:   48, Val: 4, Test: 8,
-		Grid:       [3]int{32, 64, 64},
-		Patch:      [3]int{32, 32, 32},
-		Width:      1.0 / 8,
-		Epochs:     12,
-		LR:         1e-2,
-		TargetDice: 0.85,
+		Train:   48, Val: 8, Test: 8,
+		Grid:           [3]int{32, 64, 64},
+		Patch:          [3]int{32, 32, 32},
+		BatchSize:      1,
+		LesionFraction: 0.5,
+		Width:          1.0 / 8,
+		Epochs:         16,
+		LR:             1e-2,
+		TargetDice:     0.85,
 	}
 }
 
@@ -141,23 +149,30 @@ type DemoOptions struct {
 
 // DemoTraining says how the training went.
 type DemoTraining struct {
-	Backend       string  `json:"backend"`
-	Width         float64 `json:"width"`
-	Params        int     `json:"params"`
-	Grid          [3]int  `json:"grid"`
-	Patch         *[3]int `json:"patch"`
-	LR            float64 `json:"lr"`
-	Phases        string  `json:"phases"`
-	Epochs        int     `json:"epochs"`
-	EpochsDone    int     `json:"epochs_done"`
-	Steps         int64   `json:"steps"`
-	BestEpoch     int     `json:"best_epoch"`
-	BestValDice   float64 `json:"best_val_dice"`
-	StoppedByTime bool    `json:"stopped_by_time"`
-	StepSeconds   float64 `json:"calibrated_step_s"`
-	Seconds       float64 `json:"seconds"`
-	Pretrained    string  `json:"pretrained"`
-	Init          string  `json:"init"`
+	Backend string  `json:"backend"`
+	Width   float64 `json:"width"`
+	Params  int     `json:"params"`
+	Grid    [3]int  `json:"grid"`
+	Patch   *[3]int `json:"patch"`
+	// BatchSize is the number of patches (or phantoms) per step;
+	// LesionFraction the share of patches centred on a lesion;
+	// PreciseBNPatches the training patches that recompute the BatchNorm
+	// statistics before each validation (0: PyTorch's running averages).
+	BatchSize        int     `json:"batch_size"`
+	LesionFraction   float64 `json:"lesion_fraction"`
+	PreciseBNPatches int     `json:"precise_bn_patches"`
+	LR               float64 `json:"lr"`
+	Phases           string  `json:"phases"`
+	Epochs           int     `json:"epochs"`
+	EpochsDone       int     `json:"epochs_done"`
+	Steps            int64   `json:"steps"`
+	BestEpoch        int     `json:"best_epoch"`
+	BestValDice      float64 `json:"best_val_dice"`
+	StoppedByTime    bool    `json:"stopped_by_time"`
+	StepSeconds      float64 `json:"calibrated_step_s"`
+	Seconds          float64 `json:"seconds"`
+	Pretrained       string  `json:"pretrained"`
+	Init             string  `json:"init"`
 }
 
 // DemoPaths lists what the demo wrote.

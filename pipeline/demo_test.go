@@ -28,6 +28,7 @@ func tinyDemoConfig() DemoConfig {
 	c.Train, c.Val, c.Test = 2, 1, 2
 	c.Grid = [3]int{8, 16, 24}  // layer4 is 1x1x2: BatchNorm needs two values
 	c.Patch = [3]int{8, 16, 24} // two patches along H (20 voxels)
+	c.BatchSize, c.LesionFraction = 2, 0.5
 	c.Width = 1.0 / 32
 	c.Epochs = 2
 	return c
@@ -92,8 +93,10 @@ func TestDemoTiny(t *testing.T) {
 	if res.Seed != 3 || res.Seconds <= 0 {
 		t.Errorf("seed %d, seconds %v", res.Seed, res.Seconds)
 	}
-	if res.Training.EpochsDone != 2 || res.Training.Epochs != 2 || res.Training.Steps != 4 {
-		t.Errorf("training %+v, want 2 epochs of 2 steps", res.Training)
+	// Two phantoms in batches of two patches: one step an epoch; the
+	// BatchNorm recalibration ran on them.
+	if tr := res.Training; tr.EpochsDone != 2 || tr.Epochs != 2 || tr.Steps != 2 || tr.BatchSize != 2 || tr.PreciseBNPatches != 2 {
+		t.Errorf("training %+v, want 2 epochs of 1 step, batches of 2 patches, 2 patches for the BatchNorm statistics", res.Training)
 	}
 
 	p := res.Paths

@@ -50,6 +50,7 @@ func LoadTrainData(cfg train.Config, runDir string, log io.Writer) (trainSrc, va
 	if len(val) > 0 {
 		vl, err := loader.New(val, cache, loader.Config{
 			BatchSize: 1, Prefetch: d.Prefetch, Workers: d.Workers, Seed: cfg.Seed, Preprocess: d.Preprocess,
+			SamePatches: true,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("train: %w", err)

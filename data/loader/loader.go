@@ -41,6 +41,11 @@ type Config struct {
 	Augment *augment.Config
 	// Preprocess is how cases become samples.
 	Preprocess preprocess.Config
+	// SamePatches, in preprocess.ModePatch, cuts the same patch of each
+	// case every epoch (its seed leaves the epoch out): for validation, so
+	// that epochs are compared on the same data and the best one is not
+	// the one that drew the easiest patches.
+	SamePatches bool
 }
 
 // Position is where a run is in its data: the next batch to deliver.
@@ -273,7 +278,11 @@ func (l *Loader) item(e dataset.Entry, epoch, n int) (img *volume.Volume, mask *
 	}
 	seed := l.itemSeed(epoch, n)
 	if l.cfg.Preprocess.Mode == preprocess.ModePatch {
-		rng := rand.New(rand.NewPCG(seed, 1))
+		patchSeed := seed
+		if l.cfg.SamePatches {
+			patchSeed = l.itemSeed(0, n)
+		}
+		rng := rand.New(rand.NewPCG(patchSeed, 1))
 		if s, err = preprocess.RandomPatch(s, l.cfg.Preprocess.Patch, l.cfg.Preprocess.LesionFraction, rng); err != nil {
 			return nil, nil, err
 		}

@@ -254,3 +254,30 @@ func TestErrors(t *testing.T) {
 		t.Errorf("missing image: %v", err)
 	}
 }
+
+// TestSamePatches: validation's patches stay the same from epoch to epoch
+// with SamePatches, and change without.
+func TestSamePatches(t *testing.T) {
+	es := cases(t, 3)
+	cache, _ := preprocess.NewCache("", 1<<30)
+	cfg := config()
+	cfg.BatchSize, cfg.Shuffle = 1, false
+	cfg.Preprocess.Mode = preprocess.ModePatch
+	cfg.Preprocess.Spacing = [3]float64{20, 7, 7}
+	cfg.Preprocess.Patch = preprocess.Grid{4, 8, 8}
+	for _, same := range []bool{false, true} {
+		cfg.SamePatches = same
+		l, err := New(es, cache, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := epoch(t, l, Position{Epoch: 0}), epoch(t, l, Position{Epoch: 3})
+		equal := true
+		for i := range a {
+			equal = equal && reflect.DeepEqual(a[i].Image, b[i].Image)
+		}
+		if equal != same {
+			t.Errorf("SamePatches %v: epochs 0 and 3 cut the same patches: %v", same, equal)
+		}
+	}
+}
