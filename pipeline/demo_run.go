@@ -105,7 +105,7 @@ func DefaultDemoConfig() DemoConfig {
 //     held-out ones.
 //
 // It does not reach TargetDice yet (held-out mean Dice 0.65 with seed 1,
-// 0.53 with seed 2); README.md's demo section has the figures and what
+// 0.51 with seed 2); README.md's demo section has the figures and what
 // was tried, batches of two 16x32x32 patches among them.
 func RealisticDemoConfig() DemoConfig {
 	p := phantom.Small(volume.Dims{64, 64, 32})
