@@ -53,7 +53,7 @@ type DemoConfig struct {
 }
 
 // DefaultDemoConfig is the demo that meets its target in minutes on two
-// cores (with the CPU backend's native kernels, about 0.15 s a step):
+// cores (with the CPU backend's native kernels, about 0.1 s a step):
 //
 //   - 32x32x16 phantoms of 10.5 x 10.5 x 8 mm voxels: the default 336 mm
 //     field of view across and a 128 mm slab of chest, three to five lesions
