@@ -91,9 +91,11 @@ func Long(t testing.TB) {
 
 // Tool returns the path of an external program a test runs as an
 // independent check (dciodvfy, Orthanc, …), installed by scripts/setup from
-// the Debian package pkg. When it is missing the test fails under CI (CI
-// set), where scripts/setup has run, and skips elsewhere, saying what to
-// install: a developer without it still runs the rest of the suite.
+// the Debian package pkg. When it is missing the test fails wherever the
+// tools were asked for — scripts/test (the README's test command, which
+// runs scripts/setup first) sets COVSEG_REQUIRE_TOOLS, and CI sets CI — and
+// skips in a plain `go test`, saying what to install: a developer without
+// it still runs the rest of the suite.
 func Tool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -104,10 +106,11 @@ func Tool(t testing.TB, name, pkg string) string {
 }
 
 // Missing ends a test that needs something scripts/setup installs from the
-// Debian package pkg: a failure under CI, a skip elsewhere (see Tool).
+// Debian package pkg: a failure under scripts/test or CI, a skip elsewhere
+// (see Tool).
 func Missing(t testing.TB, what, pkg string) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
+	if os.Getenv("COVSEG_REQUIRE_TOOLS") != "" || os.Getenv("CI") != "" {
 		t.Fatalf("%s is not installed (Debian package %s; scripts/setup installs it)", what, pkg)
 	}
 	t.Skipf("%s is not installed (apt-get install %s, or run scripts/setup)", what, pkg)
