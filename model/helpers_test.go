@@ -28,15 +28,20 @@ var testBackend = sync.OnceValue(func() backends.Backend {
 	return b
 })
 
-// fixtureDir returns the directory named by env, or def; relative paths are
-// relative to the repository root (so "../shared/..." means the shared
-// folder beside it). It fails the test when the directory is missing.
-func fixtureDir(t testing.TB, env, def string) string {
+// fixtureDir returns the directory named by env (a relative path is taken
+// from the repository root), else sharedRel under the shared fixtures
+// folder (../shared beside the repository, or $COVSEG_SHARED, as
+// testutil.Shared finds it). It fails the test when the directory is
+// missing.
+func fixtureDir(t testing.TB, env string, sharedRel ...string) string {
+	t.Helper()
 	dir := os.Getenv(env)
-	if dir == "" {
-		dir = def
-	}
-	if !filepath.IsAbs(dir) {
+	switch {
+	case dir == "" && len(sharedRel) == 0:
+		t.Fatalf("%s is not set", env)
+	case dir == "":
+		dir = testutil.Shared(t, sharedRel...)
+	case !filepath.IsAbs(dir):
 		dir = filepath.Join(testutil.RepoRoot(t), dir)
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {

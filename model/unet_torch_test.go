@@ -20,7 +20,7 @@ func TestUNetTorch(t *testing.T) {
 	if os.Getenv("COVSEG_UNET_FIXTURE") == "" {
 		t.Skip("set COVSEG_UNET_FIXTURE to a directory made by tools/make_unet_fixture.py")
 	}
-	dir := fixtureDir(t, "COVSEG_UNET_FIXTURE", "")
+	dir := fixtureDir(t, "COVSEG_UNET_FIXTURE")
 	var meta struct {
 		Classes int   `json:"classes"`
 		Input   []int `json:"input"`
