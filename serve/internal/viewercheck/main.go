@@ -345,9 +345,9 @@ func checkDOM(dom string, r *report) error {
 		}
 	}
 	fmt.Printf("viewercheck: page shows the report: %s\n", strings.Join(want, " "))
-	readout := regexp.MustCompile(`id="readout">(-?[0-9]+ HU · lung: (right|left|–) · (infiltrate|none))\s+(-?[0-9]+\.[0-9], -?[0-9]+\.[0-9], -?[0-9]+\.[0-9] mm)<`).FindStringSubmatch(dom)
+	readout := regexp.MustCompile(`id="readout">(-?[0-9]+ HU · lung: (right|left|–) · (infiltrate|none))\s+(-?[0-9]+\.[0-9], -?[0-9]+\.[0-9], -?[0-9]+\.[0-9] mm \(RAS\+\))<`).FindStringSubmatch(dom)
 	if readout == nil {
-		return errors.New("the page shows no HU, labels and position (x, y, z to 0.1 mm) at the crosshair; see viewer.html")
+		return errors.New("the page shows no HU, labels and RAS+ position (x, y, z to 0.1 mm) at the crosshair; see viewer.html")
 	}
 	fmt.Printf("viewercheck: crosshair readout: %s at %s\n", readout[1], readout[4])
 	// The view opens at the centre of the mask, a ball inside the right lung.
