@@ -9,11 +9,13 @@
 // 350 HU), two lungs near −850 HU with vessel trees (tubes of 40 HU), a
 // heart and descending aorta (40 HU) on the patient's left, a trachea
 // (air) in the upper chest, and lesions inside the lungs: ground-glass
-// opacities (−700…−300 HU) and consolidations (−100…+50 HU) of random
-// smooth shapes. CT-like Gaussian noise is added last. The anatomy is laid
-// out in world (patient) coordinates, so it is the same whatever voxel
-// orientation the volume is stored in; the heart, aorta and the unequal
-// lungs make it asymmetric, so a flipped axis shows.
+// opacities (−700…−300 HU), consolidations (−100…+50 HU) and, when
+// Config.MixedFraction asks for them, mixed lesions (ground glass around a
+// consolidated core), of random smooth shapes. CT-like Gaussian noise is
+// added last. The anatomy is laid out in world (patient) coordinates, so
+// it is the same whatever voxel orientation the volume is stored in; the
+// heart, aorta and the unequal lungs make it asymmetric, so a flipped axis
+// shows.
 //
 // Everything is drawn from one seed: the same Config and seed give the same
 // phantom on every machine.
@@ -38,6 +40,9 @@ const (
 const (
 	GroundGlass   = "ground-glass"
 	Consolidation = "consolidation"
+	// Mixed is ground glass around a consolidated core, a common pattern
+	// of COVID-19 pneumonia besides pure ground glass.
+	Mixed = "mixed"
 )
 
 // Config describes the phantoms to make.
@@ -62,6 +67,13 @@ type Config struct {
 	// ConsolidationFraction is the probability that a lesion is a
 	// consolidation rather than ground glass.
 	ConsolidationFraction float64 `yaml:"consolidation_fraction"`
+	// MixedFraction is the probability that a lesion which is not a
+	// consolidation is mixed: ground glass whose inner part (where the
+	// lesion's field is well above the mask's level) is consolidated, so
+	// that its rim, where it meets the chest wall, stays ground glass.
+	// 0 (the default) draws nothing more from the seed, so phantoms made
+	// before it existed stay the same.
+	MixedFraction float64 `yaml:"mixed_fraction"`
 	// NoiseHU is the standard deviation of the added noise in HU.
 	NoiseHU float64 `yaml:"noise_hu"`
 	// Vessels is the number of main vessel branches per lung.
@@ -98,8 +110,9 @@ func Small(d volume.Dims) Config {
 
 // Lesion describes one lesion of a phantom.
 type Lesion struct {
-	Kind   string     // GroundGlass or Consolidation
-	HU     float64    // its density
+	Kind   string     // GroundGlass, Consolidation or Mixed
+	HU     float64    // its density (a mixed lesion's ground glass)
+	CoreHU float64    // a mixed lesion's core density; 0 for the others
 	Centre [3]float64 // world position (RAS+ mm)
 	Voxels int        // voxels it adds to the lesion mask
 }
@@ -136,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.ConsolidationFraction >= 0 && c.ConsolidationFraction <= 1) {
 		return fmt.Errorf("phantom: consolidation fraction %g: want [0, 1]", c.ConsolidationFraction)
+	}
+	if !(c.MixedFraction >= 0 && c.MixedFraction <= 1) {
+		return fmt.Errorf("phantom: mixed fraction %g: want [0, 1]", c.MixedFraction)
 	}
 	if !(c.NoiseHU >= 0 && c.NoiseHU <= 1000) || c.Vessels < 0 || c.Vessels > 100 {
 		return fmt.Errorf("phantom: noise %g HU, %d vessels: want noise in [0, 1000], vessels in [0, 100]", c.NoiseHU, c.Vessels)
@@ -262,11 +278,12 @@ type blob struct {
 }
 
 type lesionShape struct {
-	kind  string
-	hu    float64
-	blobs []blob
-	lo    [3]float64 // bounding box of the field above edgeLo
-	hi    [3]float64
+	kind   string
+	hu     float64
+	coreHU float64 // Mixed only
+	blobs  []blob
+	lo     [3]float64 // bounding box of the field above edgeLo
+	hi     [3]float64
 }
 
 // Lesion field thresholds: the mask is field > maskLevel; the image blends
@@ -275,6 +292,14 @@ const (
 	maskLevel = 0.6
 	edgeLo    = 0.45
 	edgeHi    = 0.75
+)
+
+// A mixed lesion's core blends from its ground glass to consolidation
+// between these field levels, well inside the mask (a single blob's field
+// falls to coreLo at two thirds of the mask's radius).
+const (
+	coreLo = 0.8
+	coreHi = 1.0
 )
 
 func (l *lesionShape) field(p [3]float64) float64 {
@@ -373,6 +398,8 @@ func (a *anatomy) newLesion(cfg Config, rng *rand.Rand) lesionShape {
 	s := lesionShape{kind: GroundGlass, hu: -700 + 400*rng.Float64()}
 	if rng.Float64() < cfg.ConsolidationFraction {
 		s.kind, s.hu = Consolidation, -100+150*rng.Float64()
+	} else if cfg.MixedFraction > 0 && rng.Float64() < cfg.MixedFraction {
+		s.kind, s.coreHU = Mixed, -100+150*rng.Float64()
 	}
 	size := cfg.LesionScale * a.bx * (0.09 + 0.06*rng.Float64())
 	nb := 2 + rng.IntN(4)
@@ -451,7 +478,7 @@ func Generate(cfg Config, seed uint64) (*Phantom, error) {
 		for k := range 3 {
 			c[k] = s.blobs[0].c[k] + cfg.Centre[k]
 		}
-		ph.Info = append(ph.Info, Lesion{Kind: s.kind, HU: s.hu, Centre: c, Voxels: counts[n]})
+		ph.Info = append(ph.Info, Lesion{Kind: s.kind, HU: s.hu, CoreHU: s.coreHU, Centre: c, Voxels: counts[n]})
 	}
 	return ph, nil
 }
@@ -543,8 +570,11 @@ func (a *anatomy) lesion(p [3]float64, hu float64) (float64, int) {
 		}
 		t := smoothstep((f - edgeLo) / (edgeHi - edgeLo))
 		v := hu + t*(l.hu-hu)
-		if l.kind == GroundGlass {
+		if l.kind != Consolidation {
 			v = math.Max(v, hu) // vessels stay visible through ground glass
+		}
+		if l.kind == Mixed && f > coreLo {
+			v += smoothstep((f-coreLo)/(coreHi-coreLo)) * (l.coreHU - v)
 		}
 		hu = v
 		if f > maskLevel && hit < 0 {

@@ -160,6 +160,66 @@ func TestPhantomOrientation(t *testing.T) {
 	}
 }
 
+// TestPhantomMixed checks mixed lesions: ground glass −700…−300 HU around
+// a core of −100…50 HU. Where one meets healthy lung (a lesion voxel with a
+// healthy lung voxel beside it) it is ground glass almost everywhere (5 %
+// of such voxels are denser on this grid, where a voxel steps from the rim
+// into the core), while consolidations meet it at their density (81 %; the
+// others are partial-volume edges).
+func TestPhantomMixed(t *testing.T) {
+	rims := func(consolidation, mixed float64) (dense, all, cores int) {
+		cfg := Small(volume.Dims{64, 64, 32})
+		cfg.Spacing[2] = 5
+		cfg.NoiseHU, cfg.Vessels = 0, 0
+		cfg.MinLesions, cfg.MaxLesions = 3, 3
+		cfg.ConsolidationFraction, cfg.MixedFraction = consolidation, mixed
+		for seed := range uint64(3) {
+			ph, err := Generate(cfg, seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range ph.Info {
+				if mixed == 1 && (l.Kind != Mixed || l.HU < -700 || l.HU > -300 || l.CoreHU < -100 || l.CoreHU > 50) {
+					t.Errorf("seed %d: lesion %+v: want mixed, ground glass −700…−300 HU around a core of −100…50 HU", seed, l)
+				}
+			}
+			d := ph.Image.Dims
+			for k := 1; k < d[2]-1; k++ {
+				for j := 1; j < d[1]-1; j++ {
+					for i := 1; i < d[0]-1; i++ {
+						x := d.Index(i, j, k)
+						if ph.Lesions.Data[x] == 0 {
+							continue
+						}
+						hu := ph.Image.Data[x]
+						if hu > -150 {
+							cores++
+						}
+						for _, n := range []int{x - 1, x + 1, x - d[0], x + d[0], x - d[0]*d[1], x + d[0]*d[1]} {
+							if ph.Lungs.Data[n] > 0 && ph.Lesions.Data[n] == 0 {
+								all++
+								if hu > -300 {
+									dense++
+								}
+								break
+							}
+						}
+					}
+				}
+			}
+		}
+		return dense, all, cores
+	}
+	dense, all, cores := rims(0, 1)
+	if cores == 0 || all == 0 || float64(dense) > 0.1*float64(all) {
+		t.Errorf("mixed lesions: %d of %d rim voxels above −300 HU (want at most a tenth), %d core voxels above −150 HU (want some)", dense, all, cores)
+	}
+	dense, all, _ = rims(1, 0)
+	if float64(dense) < 0.7*float64(all) {
+		t.Errorf("consolidations: %d of %d rim voxels above −300 HU, want most", dense, all)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	bad := []func(*Config){
 		func(c *Config) { c.Dims = volume.Dims{0, 4, 4} },
@@ -171,6 +231,8 @@ func TestConfigErrors(t *testing.T) {
 		func(c *Config) { c.MinLesions, c.MaxLesions = 3, 2 },
 		func(c *Config) { c.LesionScale = 0 },
 		func(c *Config) { c.ConsolidationFraction = 2 },
+		func(c *Config) { c.MixedFraction = -0.1 },
+		func(c *Config) { c.MixedFraction = math.NaN() },
 		func(c *Config) { c.NoiseHU = -1 },
 	}
 	for i, f := range bad {
