@@ -46,7 +46,7 @@ type demoData struct {
 // train reads. Each phantom's seed is drawn from seed, so the same seed
 // gives the same phantoms.
 func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*demoData, error) {
-	rng := rand.New(rand.NewPCG(seed, 0x5eed_de30))
+	seeds := demoPhantomSeeds(c, seed)
 	var cases []demoCase
 	var lesion, total int
 	var m dataset.Manifest
@@ -62,7 +62,8 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 				mask:  filepath.Join(dir, "masks", name+".nii.gz"),
 				lungs: filepath.Join(dir, "lungs", name+".nii.gz"),
 			}
-			ph, err := writeDemoPhantom(dc, c.Phantom, rng.Uint64())
+			ph, err := writeDemoPhantom(dc, c.Phantom, seeds[0])
+			seeds = seeds[1:]
 			if err != nil {
 				return nil, err
 			}
@@ -97,6 +98,17 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 		c.Train, c.Val, c.Test, p.Dims[0], p.Dims[1], p.Dims[2], p.Spacing[0], p.Spacing[1], p.Spacing[2], p.MinLesions, p.MaxLesions, dir)
 	fmt.Fprintln(log, burden)
 	return &demoData{cases: cases, manifest: manifest, burden: burden, lesionFraction: float64(lesion) / float64(max(total, 1))}, nil
+}
+
+// demoPhantomSeeds draws the seed of every phantom of the demo from its
+// seed: the training phantoms', then the validation and the held-out ones'.
+func demoPhantomSeeds(c DemoConfig, seed uint64) []uint64 {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed_de30))
+	seeds := make([]uint64, c.Train+c.Val+c.Test)
+	for i := range seeds {
+		seeds[i] = rng.Uint64()
+	}
+	return seeds
 }
 
 // writeDemoPhantom generates one phantom and writes its image (rounded to

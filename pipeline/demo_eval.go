@@ -49,7 +49,11 @@ func evaluateDemo(ctx context.Context, res *DemoResult, cases []demoCase, dirs d
 		return err
 	}
 	defer eng.Close()
-	seg, err := infer.New(eng, infer.DefaultOptions())
+	segOpt := infer.DefaultOptions()
+	if opt.Config.Overlap > 0 {
+		segOpt.Overlap = opt.Config.Overlap
+	}
+	seg, err := infer.New(eng, segOpt)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

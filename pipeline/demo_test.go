@@ -220,3 +220,28 @@ func TestLungBurdenPct(t *testing.T) {
 		t.Errorf("burden without lungs %v, want 0", got)
 	}
 }
+
+// TestRealisticBurden checks what README.md says of the realistic demo's
+// held-out phantoms with seeds 1 and 2: the burden of most COVID-19 CTs,
+// MosMedData's CT-1 (a mean under 25 % of the lungs), some under 10 %.
+func TestRealisticBurden(t *testing.T) {
+	c := RealisticDemoConfig()
+	for _, seed := range []uint64{1, 2} {
+		seeds := demoPhantomSeeds(c, seed)
+		var sum, low float64
+		for _, s := range seeds[c.Train+c.Val:] {
+			ph, err := phantom.Generate(c.Phantom, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := lungBurdenPct(ph)
+			sum += b
+			if b < 10 {
+				low++
+			}
+		}
+		if mean := sum / float64(c.Test); mean >= 25 || low == 0 {
+			t.Errorf("seed %d: held-out burden mean %.1f %%, %v under 10 %%: want a mean under 25 %% and some under 10 %%", seed, mean, low)
+		}
+	}
+}

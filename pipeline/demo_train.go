@@ -20,7 +20,7 @@ import (
 
 // demoReserve is the time kept back from training for the export, the
 // segmentation of the held-out phantoms and the report: together about
-// 2 s for 8 phantoms of 64x64x32 (sliding 32x32x32 patches) on two
+// 7 s for 8 phantoms of 64x64x32 (25 sliding 32x32x32 patches each) on two
 // cores, so 10 s and a second a phantom leave a wide margin on a slow or
 // busy machine.
 func demoReserve(c DemoConfig, budget time.Duration) time.Duration {
@@ -158,15 +158,18 @@ func trainDemo(ctx context.Context, dirs demoDirs, c DemoConfig, data *demoData,
 	}
 	shape := c.stepShape()
 	fmt.Fprintf(log, "calibrating one training step at %dx%dx%d, width %g, on %s...\n", shape[0], shape[1], shape[2], c.Width, backend.Name())
-	bench, err := train.Bench(train.BenchOptions{Shape: shape, Steps: 3, DType: train.DTypeFloat32, Width: c.Width, Backend: backend}, func(any) {})
+	bench, err := train.Bench(train.BenchOptions{Shape: shape, Steps: 5, DType: train.DTypeFloat32, Width: c.Width, Backend: backend}, func(any) {})
 	if err != nil {
 		return nil, err
 	}
-	// The fastest of the timed steps, not their median: the steps do the
-	// same work, so the fastest is what the machine can do, and a burst of
-	// load during the few seconds of calibration would otherwise shorten
-	// the whole training (measured: 0.51 s calibrated, 0.45 s a step
-	// trained, 9 epochs planned where 11 fitted).
+	// Five steps: the first compiles, and with only two timed the fastest
+	// was still 0.50 s where training then ran at 0.37 s a step, leaving
+	// 100 s of the budget unused. The fastest of the timed steps, not
+	// their median: the steps do the same work, so the fastest is what
+	// the machine can do, and a burst of load during the few seconds of
+	// calibration would otherwise shorten the whole training (measured:
+	// 0.51 s calibrated, 0.45 s a step trained, 9 epochs planned where 11
+	// fitted).
 	step := bench.StepMinS
 	tr.StepSeconds, tr.Params = step, bench.Params
 	tr.BatchSize = 1
@@ -175,10 +178,11 @@ func trainDemo(ctx context.Context, dirs demoDirs, c DemoConfig, data *demoData,
 		tr.BatchSize, tr.LesionFraction, tr.PreciseBNPatches = max(1, c.BatchSize), c.LesionFraction, c.precisePatches()
 	}
 	stop := deadline.Add(-demoReserve(c, budget))
-	// A tenth more than the steps alone: cutting patches, validation and
+	// A fifth more than the steps alone: cutting patches, validation and
 	// checkpoints take the rest (measured: 11 of 12 planned epochs fitted
-	// without the margin, leaving the one-cycle schedule unfinished).
-	epochCost := time.Duration(1.1 * (float64(c.Train) + demoValFactor*float64(c.Val+c.precisePatches())) * step * float64(time.Second))
+	// without a margin, and 14 of 15 with a tenth once the calibration
+	// timed enough steps, each leaving the one-cycle schedule unfinished).
+	epochCost := time.Duration(1.2 * (float64(c.Train) + demoValFactor*float64(c.Val+c.precisePatches())) * step * float64(time.Second))
 	fit := int(time.Until(stop) / max(epochCost, time.Millisecond))
 	tr.Epochs = c.Epochs
 	if fit < c.Epochs && !c.FixedEpochs {
