@@ -20,11 +20,11 @@ import (
 
 // demoReserve is the time kept back from training for the export, the
 // segmentation of the held-out phantoms and the report: together about
-// 7 s for 8 phantoms of 64x64x32 (25 sliding 32x32x32 patches each) on two
-// cores, so 10 s and a second a phantom leave a wide margin on a slow or
+// 14 s for 8 phantoms of 64x64x32 (125 sliding 16x32x32 patches each) on
+// two cores, so 10 s and two seconds a phantom leave a margin on a slow or
 // busy machine.
 func demoReserve(c DemoConfig, budget time.Duration) time.Duration {
-	return min(budget/4, 10*time.Second+time.Duration(c.Test)*time.Second)
+	return min(budget/4, 10*time.Second+time.Duration(c.Test)*2*time.Second)
 }
 
 // demoPreciseBatches is how many training patches recompute the BatchNorm
