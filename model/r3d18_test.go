@@ -17,8 +17,8 @@ import (
 // eval-mode activations, made by ../shared/tools/make_r3d18_fixture.py, must
 // be reproduced to a relative L2 error of 1e-5 at the stem, layer1..4 and
 // the logits (avgpool + fc, computed here outside Ops). The fixture directory
-// is $COVSEG_R3D18_FIXTURE or fixtures/r3d18 in the shared folder; a missing or wrong
-// fixture fails the test.
+// is $COVSEG_R3D18_FIXTURE or fixtures/r3d18 in the shared folder; a missing
+// or wrong fixture fails the test.
 func TestR3D18Torchvision(t *testing.T) {
 	testutil.Long(t)
 	dir := fixtureDir(t, "COVSEG_R3D18_FIXTURE", "fixtures", "r3d18")

@@ -121,14 +121,23 @@ func TestPhantomSeeded(t *testing.T) {
 }
 
 // TestPhantomOrientation checks that the anatomy lives in world space: the
-// same seed stored as RAS is the LPS phantom with i and j reversed.
+// same seed stored as RAS is the LPS phantom with i and j reversed (every
+// lesion kind included).
 func TestPhantomOrientation(t *testing.T) {
 	cfg := Small(volume.Dims{24, 20, 8})
 	cfg.NoiseHU = 0
+	cfg.MinLesions, cfg.MixedFraction = 3, 0.5
 	cfg.Centre = [3]float64{10, -30, 100}
 	lps, err := Generate(cfg, 3)
 	if err != nil {
 		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, l := range lps.Info {
+		kinds[l.Kind] = true
+	}
+	if !kinds[Mixed] || !kinds[GroundGlass] && !kinds[Consolidation] {
+		t.Fatalf("lesion kinds %v: want mixed and another", kinds)
 	}
 	cfg.Orientation = "RAS"
 	ras, err := Generate(cfg, 3)
