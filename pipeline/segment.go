@@ -359,7 +359,8 @@ func segmentCase(seg *infer.Segmenter, c segCase, out outputs) (*infer.Result, *
 		return nil, nil, tm, err
 	}
 	if dsrc != nil {
-		if _, err := dicomreport.Write(c.stem, dsrc, ct, res.Mask, nil, dicomreport.Options{
+		// The infiltrate only: the report computes the lungs itself.
+		if _, err := dicomreport.Write(c.stem, dsrc, ct, infiltrateMask(res.Mask, seg.Config().ClassNames), nil, dicomreport.Options{
 			SEG: out.dicomSEG, SC: out.dicomSC, Lungs: true, Version: Version,
 		}); err != nil {
 			return nil, nil, tm, err

@@ -102,6 +102,18 @@ type ModelConfig struct {
 	// Pretrained is torchvision's r3d_18 state_dict (.pth, Kinetics-400)
 	// for the encoder of a new model; empty leaves the encoder random.
 	Pretrained string `yaml:"pretrained"`
+	// ClassNames names a new model's classes, background first (e.g.
+	// background, infiltrate, lung with data.preprocess.labels: classes);
+	// empty means model.DefaultClassNames.
+	ClassNames []string `yaml:"class_names,omitempty"`
+}
+
+// classNames is the class names of a new model.
+func (m ModelConfig) classNames() []string {
+	if len(m.ClassNames) > 0 {
+		return m.ClassNames
+	}
+	return model.DefaultClassNames(m.Classes)
 }
 
 // BackendConfig picks the engine.
@@ -318,11 +330,13 @@ var fieldComments = map[string]string{
 	"data.prefetch":               "batches prepared ahead of training (0: 2)",
 	"data.preprocess":             "see the preprocess package: resize (the paper) or patch (nnU-Net)",
 	"data.preprocess.scaling":     "window: the HU window onto 0..1; minmax: each volume's own clipped range (the paper's)",
+	"data.preprocess.labels":      "binary (default): every mask label > 0 is lesion; classes: labels are class indices (1 lesion, 2.. e.g. lung)",
 	"data.augment":                "training only; p is each transform's probability",
 	"model.init":                  "start from this covseg model file (only its network)",
 	"model.width":                 "channel multiplier; 1 = the paper's network",
 	"model.classes":               "output classes, background included",
 	"model.pretrained":            "torchvision r3d_18 .pth (Kinetics-400) for the encoder",
+	"model.class_names":           "names of a new model's classes, background first (default: background, infiltrate)",
 	"backend.name":                "GoMLX backend: empty = $GOMLX_BACKEND or covseg's CPU backend; xla:cuda",
 	"backend.dtype":               "float32, or bfloat16 (mixed precision, XLA backends only)",
 	"loss.dice_weight":            "loss = dice_weight·(1 − soft Dice) + ce_weight·cross-entropy",
@@ -418,7 +432,7 @@ func (c Config) Validate() error {
 	if m.Init == "" {
 		probe := model.DefaultConfig()
 		probe.Width, probe.Classes = m.Width, m.Classes
-		probe.ClassNames = model.DefaultClassNames(m.Classes)
+		probe.ClassNames = m.classNames()
 		if err := probe.Validate(); err != nil {
 			return fmt.Errorf("train: model: %w", err)
 		}

@@ -263,6 +263,26 @@ func (e *Engine) exec(ex *mlctx.Exec, args ...any) ([]*tensors.Tensor, error) {
 	return out, nil
 }
 
+// check checks a batch's shape (Batch.Check) and that every label is one
+// of the model's classes: the loss would count any other as no class at
+// all, silently (a mask of LabelsClasses with a label the configuration
+// did not plan for).
+func (e *Engine) check(b Batch) error {
+	if err := b.Check(); err != nil {
+		return err
+	}
+	for i, l := range b.Mask {
+		if int(l) >= e.mcfg.Classes {
+			c := ""
+			if b.Cases != nil {
+				c = " (case " + b.Cases[i/(len(b.Mask)/b.Shape[0])] + ")"
+			}
+			return fmt.Errorf("train: mask label %d%s, but the model has %d classes (0..%d): check the masks and data.preprocess.labels", l, c, e.mcfg.Classes, e.mcfg.Classes-1)
+		}
+	}
+	return nil
+}
+
 // Accumulate runs forward and backward on a batch and adds its gradients
 // to the accumulators, without updating; it returns the batch's loss.
 // It needs cfg.Optimizer.Accumulate > 1.
@@ -270,7 +290,7 @@ func (e *Engine) Accumulate(b Batch) (float64, error) {
 	if e.accExec == nil {
 		return 0, fmt.Errorf("train: Accumulate without gradient accumulation (optimizer.accumulate is 1)")
 	}
-	if err := b.Check(); err != nil {
+	if err := e.check(b); err != nil {
 		return 0, err
 	}
 	x, y := b.tensors()
@@ -286,7 +306,7 @@ func (e *Engine) Accumulate(b Batch) (float64, error) {
 // β1. It returns the batch's loss and the global gradient norm before
 // clipping.
 func (e *Engine) Step(b Batch, lr, beta1 float64) (loss, gradNorm float64, err error) {
-	if err := b.Check(); err != nil {
+	if err := e.check(b); err != nil {
 		return 0, 0, err
 	}
 	x, y := b.tensors()
@@ -307,7 +327,7 @@ type EvalResult struct {
 // Evaluate runs the model in inference mode (running BatchNorm statistics)
 // on a batch.
 func (e *Engine) Evaluate(b Batch) (EvalResult, error) {
-	if err := b.Check(); err != nil {
+	if err := e.check(b); err != nil {
 		return EvalResult{}, err
 	}
 	x, y := b.tensors()

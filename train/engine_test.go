@@ -266,3 +266,47 @@ func TestComputeDType(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskClasses: a mask label outside the model's classes is refused
+// with the case named (the loss would silently count it as no class); a
+// three-class model named by model.class_names trains on labels 0..2; and
+// class names that do not match the classes are refused.
+func TestMaskClasses(t *testing.T) {
+	c := tinyCases(1, 5)[0]
+	mask := slices.Clone(c.Mask)
+	mask[len(mask)/2] = 2
+	b := Batch{Shape: [4]int{1, c.Grid[0], c.Grid[1], c.Grid[2]}, Image: c.Image, Mask: mask, Cases: []string{"case-a"}}
+	_, two := tinyModel(t, 1)
+	if _, _, err := two.Step(b, 1e-3, 0.9); err == nil || !strings.Contains(err.Error(), "mask label 2 (case case-a)") {
+		t.Errorf("two classes, label 2: %v", err)
+	}
+	if _, err := two.Evaluate(b); err == nil {
+		t.Error("Evaluate took label 2 on a two-class model")
+	}
+
+	cfg := tinyConfig()
+	cfg.Model.Classes, cfg.Model.ClassNames = 3, []string{"background", "infiltrate", "lung"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	mcfg, ctx, err := NewModel(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(mcfg.ClassNames, cfg.Model.ClassNames) {
+		t.Errorf("class names %v", mcfg.ClassNames)
+	}
+	three, err := NewEngine(testBackend(), ctx, mcfg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, _, err := three.Step(b, 1e-3, 0.9)
+	if err != nil || !(loss > 0) || math.IsInf(loss, 0) {
+		t.Errorf("three classes: loss %v, %v", loss, err)
+	}
+
+	cfg.Model.ClassNames = []string{"background", "infiltrate"}
+	if err := cfg.Validate(); err == nil {
+		t.Error("two class names for three classes accepted")
+	}
+}

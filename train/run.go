@@ -191,7 +191,7 @@ func NewModel(cfg Config) (model.Config, *mlctx.Context, error) {
 	} else {
 		mcfg = model.DefaultConfig()
 		mcfg.Width, mcfg.Classes = cfg.Model.Width, cfg.Model.Classes
-		mcfg.ClassNames = model.DefaultClassNames(cfg.Model.Classes)
+		mcfg.ClassNames = cfg.Model.classNames()
 		mcfg.Encoder.Seed = cfg.Seed
 		if ctx, err = model.NewContext(mcfg, cfg.Seed); err != nil {
 			return model.Config{}, nil, fmt.Errorf("train: %w", err)

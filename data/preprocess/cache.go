@@ -147,7 +147,7 @@ func (c *Cache) load(key string, e dataset.Entry, cfg Config, epoch int) (*Sampl
 			return s, true, nil
 		}
 	}
-	img, mask, err := Read(e)
+	img, mask, err := Read(e, cfg.Labels)
 	if err != nil {
 		return nil, false, err
 	}
@@ -206,7 +206,11 @@ func Key(e dataset.Entry, cfg Config, epoch int) (string, error) {
 		Lo, Hi     float64
 		Scaling    Scaling
 		MaxLesions int
+		Labels     Labels `json:",omitempty"`
 	}{Version: formatVersion, Case: e.Case, Image: img, Mask: mask, Mode: cfg.Mode, Lo: cfg.WindowLo, Hi: cfg.WindowHi, Scaling: cfg.Scaling, MaxLesions: MaxLesionSamples}
+	if cfg.Labels == LabelsClasses {
+		k.Labels = cfg.Labels
+	}
 	if cfg.Mode == ModePatch {
 		k.Spacing = cfg.Spacing
 	} else {

@@ -123,6 +123,25 @@ const (
 	ScaleMinMax Scaling = "minmax"
 )
 
+// Labels says what the labels of a case's mask mean.
+type Labels string
+
+// The label meanings.
+const (
+	// LabelsBinary (the default, also when empty): every label above 0 is
+	// lesion, class 1 — RICORD's, MosMedData's and Coronacases' infection
+	// masks, whatever values they use.
+	LabelsBinary Labels = "binary"
+	// LabelsClasses: each label is a class index for a network with more
+	// than two classes — 0 background, 1 the lesion (the class on which
+	// lesion-centred patches are centred), 2 and on further classes, such
+	// as the healthy lung (covseg demo --realistic), which teaches the
+	// network where the lungs end beside lesions that touch the chest
+	// wall. Masks are read as they are; the trainer refuses a label
+	// outside its classes.
+	LabelsClasses Labels = "classes"
+)
+
 // Stage is one step of a progressive-resizing schedule: from epoch From
 // (counted from 0) on, volumes are resized to Grid.
 type Stage struct {
@@ -151,6 +170,8 @@ type Config struct {
 	// LesionFraction is the share of patches centred on a lesion voxel
 	// (nnU-Net's oversampling of the foreground, 1/3 there).
 	LesionFraction float64 `yaml:"lesion_fraction"`
+	// Labels is what the masks' labels mean: LabelsBinary when empty.
+	Labels Labels `yaml:"labels,omitempty"`
 }
 
 // DefaultConfig is the paper's preprocessing, with nnU-Net-like patch
@@ -203,6 +224,9 @@ func (c Config) Validate() error {
 	}
 	if c.Scaling != ScaleWindow && c.Scaling != ScaleMinMax {
 		return fmt.Errorf("preprocess: scaling %q: want %s or %s", c.Scaling, ScaleWindow, ScaleMinMax)
+	}
+	if c.Labels != "" && c.Labels != LabelsBinary && c.Labels != LabelsClasses {
+		return fmt.Errorf("preprocess: labels %q: want %s or %s", c.Labels, LabelsBinary, LabelsClasses)
 	}
 	return nil
 }

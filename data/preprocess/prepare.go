@@ -13,7 +13,7 @@ import (
 type Sample struct {
 	Case  string
 	Image *volume.Volume // scaled intensities on the prepared grid (RAS+)
-	Mask  *volume.Label  // 1 = lesion, 0 elsewhere; nil for an unlabelled case
+	Mask  *volume.Label  // 1 = lesion, 0 elsewhere (or class indices: LabelsClasses); nil for an unlabelled case
 	// Lesion holds flat indices of lesion voxels (all of them, or an even
 	// subsample of MaxLesionSamples), for ModePatch's oversampling.
 	Lesion []int32
@@ -27,9 +27,9 @@ const MaxLesionSamples = 10000
 const gridTol = 1e-2
 
 // Read reads a manifest entry's image (NIfTI or DICOM folder) and mask
-// (NIfTI, binarised: every label > 0 is lesion). The mask must lie on the
-// image's grid.
-func Read(e dataset.Entry) (*volume.Volume, *volume.Label, error) {
+// (NIfTI; binarised — every label > 0 is lesion — unless labels is
+// LabelsClasses). The mask must lie on the image's grid.
+func Read(e dataset.Entry, labels Labels) (*volume.Volume, *volume.Label, error) {
 	img, _, err := volio.Read(e.Image, volio.Options{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("preprocess: case %s: %w", e.Case, err)
@@ -46,6 +46,9 @@ func Read(e dataset.Entry) (*volume.Volume, *volume.Label, error) {
 			e.Case, e.Mask, mask.Dims, mask.Affine.AxCodes(), e.Image, img.Dims, img.Affine.AxCodes())
 	}
 	mask.Affine = img.Affine
+	if labels == LabelsClasses {
+		return img, mask, nil
+	}
 	for i, x := range mask.Data {
 		if x > 0 {
 			mask.Data[i] = 1
@@ -83,11 +86,12 @@ func Prepare(name string, img *volume.Volume, mask *volume.Label, cfg Config, ep
 	return s, nil
 }
 
-// lesionIndices lists lesion voxels, evenly subsampled to MaxLesionSamples.
+// lesionIndices lists lesion voxels (class 1), evenly subsampled to
+// MaxLesionSamples.
 func lesionIndices(m *volume.Label) []int32 {
 	n := 0
 	for _, x := range m.Data {
-		if x != 0 {
+		if x == 1 {
 			n++
 		}
 	}
@@ -95,7 +99,7 @@ func lesionIndices(m *volume.Label) []int32 {
 	out := make([]int32, 0, min(n, MaxLesionSamples))
 	seen := 0
 	for i, x := range m.Data {
-		if x != 0 {
+		if x == 1 {
 			if seen%step == 0 {
 				out = append(out, int32(i))
 			}

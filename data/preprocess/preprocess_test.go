@@ -424,3 +424,108 @@ func FuzzDecodeSample(f *testing.F) {
 		}
 	})
 }
+
+// TestLabelsClasses: with labels: classes a mask's labels reach the sample
+// as class indices (1 lesion, 2 lung here) through the cache, under their
+// own key, and lesion-centred patches sample class 1 only; binary masks
+// (the default) still make every label above 0 a lesion.
+func TestLabelsClasses(t *testing.T) {
+	dir := t.TempDir()
+	ph, err := phantom.Generate(phantom.Small(volume.Dims{32, 28, 10}), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes := ph.Lesions.Clone()
+	var lesions, lungs int
+	for i := range classes.Data {
+		switch {
+		case ph.Lesions.Data[i] != 0:
+			classes.Data[i] = 1
+			lesions++
+		case ph.Lungs.Data[i] != 0:
+			classes.Data[i] = 2
+			lungs++
+		}
+	}
+	if lesions == 0 || lungs == 0 {
+		t.Fatalf("phantom with %d lesion and %d lung voxels", lesions, lungs)
+	}
+	e := dataset.Entry{Image: filepath.Join(dir, "c.nii.gz"), Mask: filepath.Join(dir, "c_classes.nii.gz"), Case: "c", Dataset: "x", Split: dataset.Train}
+	if err := nifti.WriteVolume(e.Image, ph.Image, nifti.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nifti.WriteLabel(e.Mask, classes); err != nil {
+		t.Fatal(err)
+	}
+	count := func(m *volume.Label) [3]int {
+		var n [3]int
+		for _, x := range m.Data {
+			if x > 2 {
+				t.Fatalf("label %d", x)
+			}
+			n[x]++
+		}
+		return n
+	}
+	_, bin, err := Read(e, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(bin); n[1] != lesions+lungs || n[2] != 0 {
+		t.Errorf("binary: %v, want every labelled voxel (%d) as 1", n, lesions+lungs)
+	}
+	_, kept, err := Read(e, LabelsClasses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(kept); n[1] != lesions || n[2] != lungs {
+		t.Errorf("classes: %v, want %d lesion and %d lung voxels", n, lesions, lungs)
+	}
+
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.Spacing, cfg.Patch = ModePatch, [3]float64{12, 12, 10.5}, Grid{4, 8, 8}
+	cfg.Labels = LabelsClasses
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := NewCache(filepath.Join(dir, "cache"), 1<<30)
+	s, err := c.Load(e, cfg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(s.Mask); n[1] == 0 || n[2] == 0 {
+		t.Fatalf("prepared sample: %v, want both classes", n)
+	}
+	if len(s.Lesion) == 0 {
+		t.Fatal("no lesion voxels to centre patches on")
+	}
+	for _, i := range s.Lesion {
+		if s.Mask.Data[i] != 1 {
+			t.Fatalf("lesion sample %d has class %d", i, s.Mask.Data[i])
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20 {
+		p, err := RandomPatch(s, cfg.Patch, 1, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count(p.Mask); n[1] == 0 {
+			t.Fatalf("a lesion-centred patch holds no lesion: %v", n)
+		}
+	}
+	binCfg := cfg
+	binCfg.Labels = ""
+	sb, err := c.Load(e, binCfg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(sb.Mask); n[2] != 0 || c.Stats().Prepared != 2 {
+		t.Errorf("binary config after classes: %v, %+v: want its own key and no class 2", n, c.Stats())
+	}
+	bad := DefaultConfig()
+	bad.Labels = "multi"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "labels") {
+		t.Errorf("labels %q: %v", bad.Labels, err)
+	}
+}
