@@ -41,6 +41,15 @@ type Options struct {
 	OnStep func(StepRecord)
 	// OnEpoch, if set, is called after every epoch's checkpoint is saved.
 	OnEpoch func(EpochRecord)
+	// Until, when not zero, budgets the run by the clock, so that it uses
+	// a time budget fully on any machine (covseg demo): the one-cycle
+	// schedule advances with the time elapsed since Run started, as a
+	// fraction of the time to Until, whenever that is ahead of the updates
+	// done, and the run ends after the epoch during which Until passes,
+	// its schedule then complete. The phase's epochs are only a cap. It
+	// needs a single phase, and such a run can't be resumed exactly (its
+	// schedule depends on the clock), so Resume refuses it.
+	Until time.Time
 }
 
 // Result is how a call to Run ended.
@@ -64,6 +73,7 @@ type runner struct {
 	st      State
 	steps   *stepLog
 	started time.Time // start of the current stretch of training time
+	t0      time.Time // when Run started (Options.Until's schedule)
 }
 
 // Run trains a model as opt.Config says, writing checkpoints, metrics and
@@ -77,7 +87,10 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if opt.Train == nil || opt.Train.Len() < 1 {
 		return nil, errors.New("train: no training batches")
 	}
-	r := &runner{opt: opt, cfg: opt.Config, dir: opt.Dir, log: opt.Log}
+	if !opt.Until.IsZero() && (len(opt.Config.Phases) != 1 || opt.Resume) {
+		return nil, errors.New("train: a run budgeted by the clock (Until) needs a single phase and can't be resumed")
+	}
+	r := &runner{opt: opt, cfg: opt.Config, dir: opt.Dir, log: opt.Log, t0: time.Now()}
 	if r.log == nil {
 		r.log = io.Discard
 	}
@@ -238,9 +251,30 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				filepath.Join(r.dir, FileLast), r.st.GlobalEpoch(cfg)+1, r.st.Batch, r.st.Step, r.dir)
 			return &Result{State: r.st, Interrupted: true}, nil
 		}
+		if !r.st.Done(cfg) && r.clockPosition() >= 1 {
+			// The budget's schedule ended in the epoch just saved.
+			r.st.Phase, r.st.Epoch = len(cfg.Phases), 0
+			if err := r.saveLast(); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(r.log, "the time budget's schedule is complete after %d of at most %d epochs\n", len(r.st.History), cfg.TotalEpochs())
+		}
 	}
-	fmt.Fprintf(r.log, "finished %d epochs; best validation Dice %.4f at epoch %d\n", cfg.TotalEpochs(), r.st.BestDice, r.st.BestEpoch)
+	fmt.Fprintf(r.log, "finished %d epochs; best validation Dice %.4f at epoch %d\n", len(r.st.History), r.st.BestDice, r.st.BestEpoch)
 	return &Result{State: r.st}, nil
+}
+
+// clockPosition is the fraction of Options.Until's budget spent since Run
+// started, in [0, 1]; 0 when the run has no such budget.
+func (r *runner) clockPosition() float64 {
+	if r.opt.Until.IsZero() {
+		return 0
+	}
+	total := r.opt.Until.Sub(r.t0)
+	if total <= 0 {
+		return 1
+	}
+	return min(1, float64(time.Since(r.t0))/float64(total))
 }
 
 // epoch trains the rest of the current epoch, validates, records and
@@ -342,7 +376,7 @@ func (r *runner) trainBatches(ctx context.Context, ge, n int, bar *progress.Bar)
 		rec := StepRecord{Step: r.st.Step + 1, Epoch: ge + 1, Batch: i + 1}
 		if i%acc == acc-1 || i == n-1 {
 			u := int64(r.st.Epoch)*int64(perEpoch) + int64(i/acc)
-			lr, beta1 := sched.At(position(u, totalUpdates))
+			lr, beta1 := sched.At(max(position(u, totalUpdates), r.clockPosition()))
 			loss, norm, err := r.eng.Step(b, lr, beta1)
 			if err != nil {
 				return false, err

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
@@ -338,5 +339,78 @@ func TestResumeWithoutCheckpoint(t *testing.T) {
 	_, err := Run(context.Background(), Options{Config: runConfig(), Dir: dir, Resume: true, Backend: testBackend(), Train: tr, Val: val})
 	if err == nil || !strings.Contains(err.Error(), "holds no last.ckpt") || !strings.Contains(err.Error(), "covseg train --config") {
 		t.Errorf("resuming a folder without a checkpoint: %v", err)
+	}
+}
+
+// TestRunUntil: a run budgeted by the clock ends after the epoch during
+// which its time runs out, its schedule then complete (a budget already
+// spent: one epoch, every update at the schedule's final learning rate);
+// with time to spare the phase's epochs cap it and the schedule follows
+// the updates, as without a budget. Several phases, or resuming, are
+// refused.
+func TestRunUntil(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Phases = []Phase{{Name: "only", Epochs: 3, LR: 1e-2, EncoderLRMult: 1}}
+	run := func(until time.Time) ([]StepRecord, *Result, string) {
+		t.Helper()
+		tr, val := tinySources(t, 3, 11)
+		var steps []StepRecord
+		var log bytes.Buffer
+		dir := t.TempDir()
+		res, err := Run(context.Background(), Options{
+			Config: cfg, Dir: dir, Backend: testBackend(), Train: tr, Val: val, Log: &log, Until: until,
+			OnStep: func(r StepRecord) { steps = append(steps, r) },
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, log.String())
+		}
+		_, _, st, err := ReadCheckpoint(filepath.Join(dir, FileLast))
+		if err != nil || !st.Done(cfg) || len(st.History) != len(res.State.History) {
+			t.Fatalf("last.ckpt: done %v, %d epochs, want %d: %v", st.Done(cfg), len(st.History), len(res.State.History), err)
+		}
+		return steps, res, log.String()
+	}
+
+	steps, res, log := run(time.Now().Add(-time.Second))
+	final := cfg.Phases[0].LR / cfg.Schedule.DivFinal
+	if res.Interrupted || !res.State.Done(cfg) || len(res.State.History) != 1 || len(steps) != 3 {
+		t.Fatalf("spent budget: interrupted %v, done %v, %d epochs, %d steps; want one epoch of 3 steps\n%s",
+			res.Interrupted, res.State.Done(cfg), len(res.State.History), len(steps), log)
+	}
+	for _, s := range steps {
+		if relErr(s.LR, final) > 1e-9 {
+			t.Errorf("spent budget: step %d at lr %g, want the final %g", s.Step, s.LR, final)
+		}
+	}
+	if !strings.Contains(log, "schedule is complete after 1 of at most 3 epochs") {
+		t.Errorf("log does not say the budget ended the schedule:\n%s", log)
+	}
+
+	steps, res, _ = run(time.Now().Add(time.Hour))
+	if len(res.State.History) != 3 || len(steps) != 9 {
+		t.Fatalf("ample budget: %d epochs, %d steps; want the cap, 3 epochs of 3", len(res.State.History), len(steps))
+	}
+	sched := OneCycle{ScheduleConfig: cfg.Schedule, LRMax: cfg.Phases[0].LR}
+	for i, s := range steps {
+		want, _ := sched.At(position(int64(i), 9))
+		// The clock is at most a fraction of a per cent into the hour.
+		if relErr(s.LR, want) > 0.02 {
+			t.Errorf("ample budget: step %d at lr %g, want the updates' %g", s.Step, s.LR, want)
+		}
+	}
+
+	r := &runner{opt: Options{Until: time.Now().Add(10 * time.Second)}, t0: time.Now().Add(-10 * time.Second)}
+	if p := r.clockPosition(); p < 0.49 || p > 0.51 {
+		t.Errorf("half the budget spent: position %g", p)
+	}
+	two := tinyConfig()
+	tr, val := tinySources(t, 3, 11)
+	for _, o := range []Options{
+		{Config: two, Dir: t.TempDir(), Backend: testBackend(), Train: tr, Val: val, Until: time.Now()},
+		{Config: cfg, Dir: t.TempDir(), Backend: testBackend(), Train: tr, Val: val, Until: time.Now(), Resume: true},
+	} {
+		if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "single phase") {
+			t.Errorf("phases %d, resume %v: err %v", len(o.Config.Phases), o.Resume, err)
+		}
 	}
 }
