@@ -12,6 +12,7 @@ import (
 	"github.com/covseg/covseg/data/dataset"
 	"github.com/covseg/covseg/data/phantom"
 	"github.com/covseg/covseg/internal/atomicfile"
+	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/nifti"
 )
 
@@ -22,6 +23,10 @@ type demoCase struct {
 	image string // int16 HU
 	mask  string // lesions (1)
 	lungs string // phantom.RightLung, phantom.LeftLung
+	// labels is the class label map the manifest gives for training
+	// (DemoConfig.LungClass: 1 lesion, 2 the rest of the lungs); empty
+	// when the manifest gives mask.
+	labels string
 	// burdenPct is the percentage of the phantom's lungs that its lesions
 	// take up: the truth of the severity report's involvement.
 	burdenPct float64
@@ -36,19 +41,19 @@ type demoData struct {
 	manifest string
 	// burden is the held-out phantoms' lesion burden.
 	burden DemoBurden
-	// lesionFraction is the share of lesion voxels in the training
-	// phantoms.
-	lesionFraction float64
+	// lesionFraction and lungFraction are the shares of lesion voxels and
+	// of the other lung voxels in the training phantoms.
+	lesionFraction, lungFraction float64
 }
 
 // writeDemoPhantoms makes the train, val and test phantoms and writes them
-// to dir as NIfTI (images/, masks/, lungs/) with a manifest that covseg
-// train reads. Each phantom's seed is drawn from seed, so the same seed
+// to dir as NIfTI (images/, masks/, lungs/, and labels/ for
+// c.LungClass) with a manifest that covseg train reads. Each phantom's seed is drawn from seed, so the same seed
 // gives the same phantoms.
 func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*demoData, error) {
 	seeds := demoPhantomSeeds(c, seed)
 	var cases []demoCase
-	var lesion, total int
+	var lesion, lung, total int
 	var m dataset.Manifest
 	for _, part := range []struct {
 		split dataset.Split
@@ -62,6 +67,9 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 				mask:  filepath.Join(dir, "masks", name+".nii.gz"),
 				lungs: filepath.Join(dir, "lungs", name+".nii.gz"),
 			}
+			if c.LungClass {
+				dc.labels = filepath.Join(dir, "labels", name+".nii.gz")
+			}
 			ph, err := writeDemoPhantom(dc, c.Phantom, seeds[0])
 			seeds = seeds[1:]
 			if err != nil {
@@ -69,14 +77,22 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 			}
 			dc.burdenPct = lungBurdenPct(ph)
 			if part.split == dataset.Train {
-				for _, l := range ph.Lesions.Data {
-					lesion += int(l)
+				for i, l := range ph.Lesions.Data {
+					if l != 0 {
+						lesion++
+					} else if ph.Lungs.Data[i] != 0 {
+						lung++
+					}
 				}
 				total += len(ph.Lesions.Data)
 			}
 			cases = append(cases, dc)
+			mask := dc.mask
+			if dc.labels != "" {
+				mask = dc.labels
+			}
 			m.Entries = append(m.Entries, dataset.Entry{
-				Image: dc.image, Mask: dc.mask, Split: part.split, Dataset: demoDataset, Case: name, Label: "synthetic",
+				Image: dc.image, Mask: mask, Split: part.split, Dataset: demoDataset, Case: name, Label: "synthetic",
 			})
 		}
 	}
@@ -86,7 +102,11 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 	}
 	readme := filepath.Join(dir, "README.txt")
 	err := atomicfile.Write(readme, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "%s.\n\nimages/ CT phantoms (int16 HU), masks/ their lesions (1), lungs/ their lungs (1 right, 2 left);\nmanifest.csv lists them with their split (covseg train reads it).\n", syntheticNote)
+		labels := ""
+		if c.LungClass {
+			labels = ",\nlabels/ the classes the network trains on (1 lesion, 2 the rest of the lungs)"
+		}
+		_, err := fmt.Fprintf(w, "%s.\n\nimages/ CT phantoms (int16 HU), masks/ their lesions (1), lungs/ their lungs (1 right, 2 left)%s;\nmanifest.csv lists them with their split (covseg train reads it).\n", syntheticNote, labels)
 		return err
 	})
 	if err != nil {
@@ -97,7 +117,8 @@ func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*d
 	fmt.Fprintf(log, "wrote %d train, %d val and %d test SYNTHETIC phantoms (%dx%dx%d voxels of %gx%gx%g mm, %d-%d lesions) to %s\n",
 		c.Train, c.Val, c.Test, p.Dims[0], p.Dims[1], p.Dims[2], p.Spacing[0], p.Spacing[1], p.Spacing[2], p.MinLesions, p.MaxLesions, dir)
 	fmt.Fprintln(log, burden)
-	return &demoData{cases: cases, manifest: manifest, burden: burden, lesionFraction: float64(lesion) / float64(max(total, 1))}, nil
+	return &demoData{cases: cases, manifest: manifest, burden: burden,
+		lesionFraction: float64(lesion) / float64(max(total, 1)), lungFraction: float64(lung) / float64(max(total, 1))}, nil
 }
 
 // demoPhantomSeeds draws the seed of every phantom of the demo from its
@@ -118,7 +139,10 @@ func writeDemoPhantom(dc demoCase, cfg phantom.Config, seed uint64) (*phantom.Ph
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	for _, p := range []string{dc.image, dc.mask, dc.lungs} {
+	for _, p := range []string{dc.image, dc.mask, dc.lungs, dc.labels} {
+		if p == "" {
+			continue
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
@@ -133,7 +157,35 @@ func writeDemoPhantom(dc demoCase, cfg phantom.Config, seed uint64) (*phantom.Ph
 	if err := nifti.WriteLabel(dc.mask, ph.Lesions); err != nil {
 		return nil, err
 	}
+	if dc.labels != "" {
+		if err := nifti.WriteLabel(dc.labels, lungClassLabels(ph)); err != nil {
+			return nil, err
+		}
+	}
 	return ph, nifti.WriteLabel(dc.lungs, ph.Lungs)
+}
+
+// Classes of the demo's label maps with DemoConfig.LungClass.
+const (
+	demoClassLesion = 1
+	demoClassLung   = 2
+)
+
+// lungClassLabels is a phantom's class label map for DemoConfig.LungClass:
+// its lesions, the rest of its lungs, background elsewhere.
+func lungClassLabels(ph *phantom.Phantom) *volume.Label {
+	l := ph.Lesions.Clone()
+	for i := range l.Data {
+		switch {
+		case ph.Lesions.Data[i] != 0:
+			l.Data[i] = demoClassLesion
+		case ph.Lungs.Data[i] != 0:
+			l.Data[i] = demoClassLung
+		default:
+			l.Data[i] = 0
+		}
+	}
+	return l
 }
 
 // lungBurdenPct is the percentage of the phantom's lung voxels that are

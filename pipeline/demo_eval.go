@@ -78,7 +78,10 @@ func evaluateDemo(ctx context.Context, res *DemoResult, cases []demoCase, dirs d
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		m, err := metrics.Compare(truth, out.Mask, metrics.Options{})
+		// The lesion class alone (a network with a lung class marks the
+		// rest of the lungs too).
+		pred := infiltrateMask(out.Mask, seg.Config().ClassNames)
+		m, err := metrics.Compare(truth, pred, metrics.Options{})
 		if err != nil {
 			return fmt.Errorf("demo: %s: %w", dc.name, err)
 		}
@@ -90,7 +93,7 @@ func evaluateDemo(ctx context.Context, res *DemoResult, cases []demoCase, dirs d
 		if first {
 			first = false
 			res.Paths.CT, res.Paths.Mask = dc.image, sc.mask
-			if err := demoReport(res, dc, sc, ct, truth, out.Mask, m); err != nil {
+			if err := demoReport(res, dc, sc, ct, truth, pred, m); err != nil {
 				return err
 			}
 		}
@@ -201,8 +204,8 @@ func demoMarkdown(r *DemoResult) string {
 	if t.Patch != nil {
 		input = fmt.Sprintf("trained on %dx%dx%d patches and run as a sliding window", t.Patch[0], t.Patch[1], t.Patch[2])
 	}
-	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), %s, trained from a random initialisation (%s) on %s: %s; %d of %d epochs done (%d steps), best validation Dice %.3f at epoch %d.\n",
-		t.Width, t.Params, input, "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch)
+	fmt.Fprintf(&b, "\nNetwork: the paper's R3D-18 U-Net at width %g (%d parameters), %s, trained from a random initialisation (%s) on %s: %s; %d of at most %d epochs done (%d steps), best validation Dice %.3f at epoch %d, epoch %d kept.\n",
+		t.Width, t.Params, input, "no Kinetics-400 weights", t.Backend, t.Phases, t.EpochsDone, t.Epochs, t.Steps, t.BestValDice, t.BestEpoch, t.Kept)
 	fmt.Fprintf(&b, "\nSegmentation engine: %s. Total time %.0f s", r.Engine, r.Seconds)
 	if r.CPUSeconds != nil {
 		fmt.Fprintf(&b, " (CPU %.0f s)", *r.CPUSeconds)

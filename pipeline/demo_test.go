@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/covseg/covseg/data/dataset"
 	"github.com/covseg/covseg/data/phantom"
 	"github.com/covseg/covseg/model"
+	"github.com/covseg/covseg/train"
 	"github.com/covseg/covseg/volume"
 	"github.com/covseg/covseg/volume/nifti"
 )
@@ -243,5 +245,138 @@ func TestRealisticBurden(t *testing.T) {
 		if mean := sum / float64(c.Test); mean >= 25 || low == 0 {
 			t.Errorf("seed %d: held-out burden mean %.1f %%, %v under 10 %%: want a mean under 25 %% and some under 10 %%", seed, mean, low)
 		}
+	}
+}
+
+// TestDemoLungClass: with DemoConfig.LungClass the demo trains on class
+// label maps (1 lesion, 2 the rest of the lungs, exactly the phantoms'
+// masks) named in the manifest, its network has the three classes, and
+// the held-out phantoms are scored on the lesion class alone.
+func TestDemoLungClass(t *testing.T) {
+	c := tinyDemoConfig()
+	c.LungClass = true
+	dir := filepath.Join(t.TempDir(), "demo")
+	var log bytes.Buffer
+	res, err := Demo(context.Background(), DemoOptions{Config: c, Dir: dir, Seed: 5, Budget: 10 * time.Minute, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	m, err := dataset.ReadManifest(res.Paths.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Entries {
+		if filepath.Base(filepath.Dir(e.Mask)) != "labels" {
+			t.Errorf("%s: manifest mask %s, want labels/", e.Case, e.Mask)
+		}
+		labels, _, err := nifti.ReadLabel(e.Mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lesions, _, err := nifti.ReadLabel(filepath.Join(res.Paths.Phantoms, "masks", e.Case+".nii.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lungs, _, err := nifti.ReadLabel(filepath.Join(res.Paths.Phantoms, "lungs", e.Case+".nii.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n [3]int
+		for i, x := range labels.Data {
+			want := uint8(0)
+			if lesions.Data[i] != 0 {
+				want = 1
+			} else if lungs.Data[i] != 0 {
+				want = 2
+			}
+			if x != want {
+				t.Fatalf("%s voxel %d: class %d, want %d", e.Case, i, x, want)
+			}
+			n[x]++
+		}
+		if n[1] == 0 || n[2] == 0 {
+			t.Errorf("%s: classes %v", e.Case, n)
+		}
+	}
+	mcfg, _, err := model.Load(res.Paths.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mcfg.Classes != 3 || !slices.Equal(mcfg.ClassNames, []string{"background", "infiltrate", "lung"}) {
+		t.Errorf("model classes %d %v", mcfg.Classes, mcfg.ClassNames)
+	}
+	for _, cr := range res.Cases {
+		pred, _, err := nifti.ReadLabel(cr.Pred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, x := range pred.Data {
+			if x == 1 {
+				n++
+			}
+		}
+		sp := pred.Affine.Spacing()
+		ml := float64(n) * sp[0] * sp[1] * sp[2] / 1000
+		if math.Abs(float64(cr.PredML)-ml) > 1e-6 {
+			t.Errorf("%s: scored %.3f ml, class 1 of the mask is %.3f ml", cr.Case, cr.PredML, ml)
+		}
+	}
+}
+
+// TestInfiltrateMask: a lung class is left out of the infiltrate; masks
+// of infiltrate classes only are used as they are.
+func TestInfiltrateMask(t *testing.T) {
+	m, _ := volume.NewLabel(volume.Dims{4, 1, 1}, volume.Identity())
+	copy(m.Data, []uint8{0, 1, 2, 3})
+	got := infiltrateMask(m, []string{"background", "infiltrate", "Lung", "consolidation"})
+	if !slices.Equal(got.Data, []uint8{0, 1, 0, 1}) || !slices.Equal(m.Data, []uint8{0, 1, 2, 3}) {
+		t.Errorf("with a lung class: %v (input now %v)", got.Data, m.Data)
+	}
+	if got := infiltrateMask(m, []string{"background", "ground glass", "consolidation", "other"}); got != m {
+		t.Errorf("no lung class: a copy %v", got.Data)
+	}
+}
+
+// TestDemoClockSchedule: when the epochs asked for can't fit the budget,
+// the learning-rate schedule follows the clock: training ends with it,
+// inside the budget, after fewer epochs, at the end of the schedule, and
+// the demo keeps that last epoch.
+func TestDemoClockSchedule(t *testing.T) {
+	c := tinyDemoConfig()
+	c.Epochs = 1000
+	dir := filepath.Join(t.TempDir(), "demo")
+	var log bytes.Buffer
+	budget := 14 * time.Second
+	res, err := Demo(context.Background(), DemoOptions{Config: c, Dir: dir, Seed: 3, Budget: budget, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	tr := res.Training
+	if tr.StoppedByTime || tr.EpochsDone < 2 || tr.EpochsDone >= c.Epochs || tr.Kept != tr.EpochsDone || tr.Epochs != c.Epochs {
+		t.Errorf("training %+v: want the clock to end it after a few of %d epochs, the last one kept", tr, c.Epochs)
+	}
+	if !strings.Contains(log.String(), "schedule is complete after") || !strings.Contains(log.String(), "the learning-rate schedule ending by") {
+		t.Errorf("the log does not say the schedule followed the clock:\n%s", log.String())
+	}
+	if res.Seconds > budget.Seconds() {
+		t.Errorf("the demo took %.1f s of a %v budget", res.Seconds, budget)
+	}
+	b, err := os.ReadFile(filepath.Join(res.Paths.Run, train.FileMetricsJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var last train.EpochRecord
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	// The last update came before the validation that crossed the end, so
+	// just short of the schedule's final 1e-7: the cosine's last thousandth.
+	if last.Epoch != tr.EpochsDone || !(last.LR <= 1e-3*c.LR) {
+		t.Errorf("last epoch %d at lr %g, want epoch %d within a thousandth of the peak %g", last.Epoch, last.LR, tr.EpochsDone, c.LR)
+	}
+	if res.Paths.Checkpoint != filepath.Join(res.Paths.Run, train.FileLast) {
+		t.Errorf("exported %s, want the last epoch's checkpoint", res.Paths.Checkpoint)
 	}
 }

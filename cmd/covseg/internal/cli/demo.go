@@ -50,15 +50,18 @@ The data are synthetic phantoms, and every output says so. The figures show
 that the pipeline works, not how well covseg segments patients.
 
 --minutes is the whole demo's time budget: the training takes what is left
-after the rest, and runs fewer epochs (said so) when a calibration step shows
-the default number would not fit; --epochs fixes the number instead (the
-budget still stops training, keeping the best epoch so far). The target is a
+after the rest; when a calibration step shows that the default number of
+epochs would not fit, the learning-rate schedule follows the clock instead
+and training ends with it (said so), so a slower machine trains fewer epochs
+and a faster one more. The network of the last epoch is kept. --epochs fixes
+the number instead (the budget still stops training, keeping the best
+validated epoch so far). The target is a
 mean per-case Dice on the held-out phantoms, whose lesion burden (percent of
 the lungs involved) the output reports: at least 0.8 for the default
 phantoms (32x32x16 of 10.5 mm, large lesions, width 1/16 on whole phantoms);
 --realistic makes phantoms like the real task (64x64x32 of about 5 mm, the
 usual CT-1 burden under 25 %) and trains width 1/8 on 16x32x32 patches with
-a sliding window, aiming at 0.85 — which it does not reach yet (0.66–0.78).
+a sliding window, aiming at 0.85 — which it does not reach yet (0.71–0.80).
 
 --json prints one JSON object on standard output at the end (progress goes
 to standard error) with at least synthetic, dice_mean, cases, seconds and
