@@ -160,6 +160,39 @@ func demoBackend() string {
 	return covcpu.Name + ":" + covcpu.Unbounded
 }
 
+// planEpochs plans the training from the calibrated step (seconds) and
+// the time it must stop by, says so, and returns the end of the one-cycle
+// schedule for train.Options.Until: zero for c.FixedEpochs. tr.Epochs is
+// c.Epochs, a cap unless fixed.
+//
+// Unless fixed, the schedule follows the clock wherever the epochs turn
+// out not to fit (and leads from the start when the calibration already
+// says so), ending an epoch and a tenth before the stop so that the epoch
+// during which it ends finishes in time. The calibration alone planned
+// the epochs before: it scattered by a fifth from run to run (0.16 to
+// 0.22 s a step where training then ran 0.19 to 0.21 s), so it needed a
+// fifth of margin, and runs left up to a minute of the budget unused.
+func (c DemoConfig) planEpochs(tr *DemoTraining, step float64, stop time.Time, log io.Writer) (until time.Time) {
+	epochCost := max(time.Millisecond, time.Duration((float64(c.Train)+demoValFactor*float64(c.Val+c.precisePatches()))*step*float64(time.Second)))
+	tr.Epochs = c.Epochs
+	if !c.FixedEpochs {
+		until = stop.Add(-time.Duration(1.1 * float64(epochCost)))
+	}
+	// With a fifth to spare the updates lead the schedule throughout.
+	if c.FixedEpochs || time.Until(stop) > time.Duration(1.2*float64(tr.Epochs)*float64(epochCost)) {
+		tr.Phases = fmt.Sprintf("1 unfrozen phase of %d epochs, one-cycle to lr %g", tr.Epochs, c.LR)
+		fmt.Fprintf(log, "training: %d epochs of %d phantoms, %.2f s a step, about %s (stops by %s)\n",
+			tr.Epochs, c.Train, step, (time.Duration(tr.Epochs) * epochCost).Round(time.Second), stop.Format("15:04:05"))
+		return until
+	}
+	fit := min(tr.Epochs, max(1, int(time.Until(until)/epochCost)+1))
+	tr.Phases = fmt.Sprintf("1 unfrozen phase of at most %d epochs, one-cycle to lr %g over the time budget", tr.Epochs, c.LR)
+	fmt.Fprintf(log, "training: about %d epochs of %d phantoms (at most %d; %.2f s a step), the learning-rate schedule ending by %s (stops by %s)\n",
+		fit, c.Train, tr.Epochs, step, until.Format("15:04:05"), stop.Format("15:04:05"))
+	fmt.Fprintf(log, "a faster or idler machine trains more epochs (up to %d) in the same time and segments better\n", c.Epochs)
+	return until
+}
+
 // trainDemo trains the demo's network with package train, as covseg train
 // does (the same manifest loader), stopping at the deadline less the
 // reserve for what follows. It times two training steps first (after one
@@ -197,45 +230,18 @@ func trainDemo(ctx context.Context, dirs demoDirs, c DemoConfig, data *demoData,
 		tr.BatchSize, tr.LesionFraction, tr.PreciseBNPatches = max(1, c.BatchSize), c.LesionFraction, c.precisePatches()
 	}
 	stop := deadline.Add(-demoReserve(c, budget))
-	epochCost := max(time.Millisecond, time.Duration((float64(c.Train)+demoValFactor*float64(c.Val+c.precisePatches()))*step*float64(time.Second)))
-	tr.Epochs = c.Epochs
-	var until time.Time
-	fits := time.Until(stop) > time.Duration(1.2*float64(tr.Epochs)*float64(epochCost)) // with a fifth to spare: the schedule follows the updates alone
-	if c.FixedEpochs || fits {
-		tr.Phases = fmt.Sprintf("1 unfrozen phase of %d epochs, one-cycle to lr %g", tr.Epochs, c.LR)
-		fmt.Fprintf(log, "training: %d epochs of %d phantoms, %.2f s a step, about %s (stops by %s)\n",
-			tr.Epochs, c.Train, step, (time.Duration(tr.Epochs) * epochCost).Round(time.Second), stop.Format("15:04:05"))
-	}
-	if !c.FixedEpochs {
-		// The one-cycle schedule follows the clock (train.Options.Until)
-		// wherever the epochs would not fit, and ends an epoch and a
-		// tenth before the stop, so that the epoch during which it ends
-		// finishes in time. The calibration alone planned the epochs
-		// before: it scattered by a fifth from run to run (0.16 to 0.22 s
-		// a step, training then ran 0.19 to 0.21 s), so it needed a fifth
-		// of margin, and the runs left up to a minute of the budget unused.
-		until = stop.Add(-time.Duration(1.1 * float64(epochCost)))
-	}
-	if !c.FixedEpochs && !fits {
-		fit := max(1, int(time.Until(until)/epochCost)+1)
-		tr.Phases = fmt.Sprintf("1 unfrozen phase of at most %d epochs, one-cycle to lr %g over the time budget", tr.Epochs, c.LR)
-		fmt.Fprintf(log, "training: about %d epochs of %d phantoms (at most %d; %.2f s a step), the learning-rate schedule ending by %s (stops by %s)\n",
-			min(fit, tr.Epochs), c.Train, tr.Epochs, step, until.Format("15:04:05"), stop.Format("15:04:05"))
-		if fit < c.Epochs {
-			fmt.Fprintf(log, "a faster or idler machine trains more epochs (up to %d) in the same time and segments better\n", c.Epochs)
-		}
-	}
+	until := c.planEpochs(tr, step, stop, log)
 
 	init := filepath.Join(dirs.run, "init.ckpt")
 	if err := demoInitModel(init, c, seed, data); err != nil {
 		return nil, err
 	}
-	tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the classes' priors (%.1f %% lesion voxels in the training phantoms)",
-		seed, 100*data.lesionFraction)
+	lung := ""
 	if c.LungClass {
-		tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the classes' priors (%.1f %% lesion and %.1f %% other lung voxels in the training phantoms)",
-			seed, 100*data.lesionFraction, 100*data.lungFraction)
+		lung = fmt.Sprintf(" and %.1f %% other lung", 100*data.lungFraction)
 	}
+	tr.Init = fmt.Sprintf("random (seed %d); the last BatchNorm's bias at the classes' priors (%.1f %% lesion%s voxels in the training phantoms)",
+		seed, 100*data.lesionFraction, lung)
 	cfg := c.trainConfig(seed, data.manifest, init, tr.Epochs)
 	trainSrc, valSrc, err := LoadTrainData(cfg, dirs.run, log)
 	if err != nil {
