@@ -3,6 +3,7 @@ package infer
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/covseg/covseg/data/preprocess"
@@ -77,6 +78,9 @@ type Result struct {
 	// Mask holds a class index per voxel (0 = background) on the input's
 	// grid: its dims and affine are exactly the input volume's.
 	Mask *volume.Label
+	// Infiltrate is what reports, DICOM SEG and scores count as infiltrate
+	// (InfiltrateMask): Mask itself unless the model has a lung class.
+	Infiltrate *volume.Label
 	// Probs are the class probabilities on the input's grid, one volume per
 	// class (two for a one-logit model: background and foreground); nil
 	// unless Options.KeepProbs.
@@ -185,7 +189,43 @@ func (s *Segmenter) Segment(v *volume.Volume) (*Result, error) {
 		return nil, err
 	}
 	res.Timing.Resample = time.Since(start)
+	res.Infiltrate = InfiltrateMask(res.Mask, s.cfg.ClassNames)
 	return res, nil
+}
+
+// IsLungClass reports whether a class name is the lungs (a network trained
+// with a lung class: data.preprocess.labels classes, model.class_names
+// background, infiltrate, lung), not an infiltrate.
+func IsLungClass(name string) bool {
+	n := strings.ToLower(name)
+	return n == "lung" || n == "lungs"
+}
+
+// InfiltrateMask returns the infiltrate of a class mask predicted by a
+// model with these class names: mask itself when every class but the
+// background is infiltrate (the paper's two classes, or several kinds of
+// infiltrate), else a copy (same grid and affine) with 1 where the class is
+// neither the background nor a lung class and 0 elsewhere.
+func InfiltrateMask(mask *volume.Label, classNames []string) *volume.Label {
+	var lung [256]bool
+	found := false
+	for k, n := range classNames {
+		if k > 0 && k < len(lung) && IsLungClass(n) {
+			lung[k], found = true, true
+		}
+	}
+	if !found {
+		return mask
+	}
+	out := mask.Clone()
+	for i, x := range out.Data {
+		if x != 0 && !lung[x] {
+			out.Data[i] = 1
+		} else {
+			out.Data[i] = 0
+		}
+	}
+	return out
 }
 
 // Input returns the network's input for v as Segment prepares it, with

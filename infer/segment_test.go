@@ -3,6 +3,7 @@ package infer_test
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/covseg/covseg/infer"
@@ -509,3 +510,22 @@ func TestInput(t *testing.T) {
 }
 
 func sq(x float64) float64 { return x * x }
+
+// TestInfiltrateMask: lung classes are left out of the infiltrate, on the
+// mask's own grid; masks of infiltrate classes only are used as they are.
+func TestInfiltrateMask(t *testing.T) {
+	aff := volume.Identity()
+	aff[0][0], aff[1][3] = -0.7, 12 // LPS-like, shifted: the copy keeps it
+	m, _ := volume.NewLabel(volume.Dims{5, 1, 1}, aff)
+	copy(m.Data, []uint8{0, 1, 2, 3, 4})
+	got := infer.InfiltrateMask(m, []string{"background", "infiltrate", "Lung", "consolidation", "lungs"})
+	if !slices.Equal(got.Data, []uint8{0, 1, 0, 1, 0}) || !slices.Equal(m.Data, []uint8{0, 1, 2, 3, 4}) {
+		t.Errorf("with lung classes: %v (input now %v)", got.Data, m.Data)
+	}
+	if got.Dims != m.Dims || got.Affine != m.Affine {
+		t.Errorf("the infiltrate's grid %v %v, want the mask's %v %v", got.Dims, got.Affine, m.Dims, m.Affine)
+	}
+	if got := infer.InfiltrateMask(m, []string{"background", "ground glass", "consolidation", "other"}); got != m {
+		t.Errorf("no lung class: a copy %v", got.Data)
+	}
+}

@@ -47,9 +47,9 @@ type demoData struct {
 }
 
 // writeDemoPhantoms makes the train, val and test phantoms and writes them
-// to dir as NIfTI (images/, masks/, lungs/, and labels/ for
-// c.LungClass) with a manifest that covseg train reads. Each phantom's seed is drawn from seed, so the same seed
-// gives the same phantoms.
+// to dir as NIfTI (images/, masks/, lungs/, and labels/ for c.LungClass)
+// with a manifest that covseg train reads. Each phantom's seed is drawn
+// from seed, so the same seed gives the same phantoms.
 func writeDemoPhantoms(dir string, c DemoConfig, seed uint64, log io.Writer) (*demoData, error) {
 	seeds := demoPhantomSeeds(c, seed)
 	var cases []demoCase

@@ -80,7 +80,7 @@ func evaluateDemo(ctx context.Context, res *DemoResult, cases []demoCase, dirs d
 		}
 		// The lesion class alone (a network with a lung class marks the
 		// rest of the lungs too).
-		pred := infiltrateMask(out.Mask, seg.Config().ClassNames)
+		pred := out.Infiltrate
 		m, err := metrics.Compare(truth, pred, metrics.Options{})
 		if err != nil {
 			return fmt.Errorf("demo: %s: %w", dc.name, err)

@@ -431,7 +431,7 @@ func reproduceCompare(seg *infer.Segmenter, e dataset.Entry, sc segCase, taus []
 	if err != nil {
 		return nil, sc.mask, err
 	}
-	r, err = metrics.Compare(truth, out.Mask, metrics.Options{Taus: taus})
+	r, err = metrics.Compare(truth, out.Infiltrate, metrics.Options{Taus: taus})
 	if err != nil {
 		return nil, sc.mask, fmt.Errorf("%s against %s: %v", sc.mask, e.Mask, err)
 	}

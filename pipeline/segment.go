@@ -360,7 +360,7 @@ func segmentCase(seg *infer.Segmenter, c segCase, out outputs) (*infer.Result, *
 	}
 	if dsrc != nil {
 		// The infiltrate only: the report computes the lungs itself.
-		if _, err := dicomreport.Write(c.stem, dsrc, ct, infiltrateMask(res.Mask, seg.Config().ClassNames), nil, dicomreport.Options{
+		if _, err := dicomreport.Write(c.stem, dsrc, ct, res.Infiltrate, nil, dicomreport.Options{
 			SEG: out.dicomSEG, SC: out.dicomSC, Lungs: true, Version: Version,
 		}); err != nil {
 			return nil, nil, tm, err

@@ -149,7 +149,9 @@ func (s *Server) process(j *job, timing map[string]float64) (*[3]float64, error)
 			return nil, err
 		}
 		step("segment", t)
-		mask = res.Mask
+		// The infiltrate: the case's mask is what the viewer edits and the
+		// report, SEG and SC count (a model's lung class left out).
+		mask = res.Infiltrate
 		if err := nifti.WriteLabel(s.st.path(j.id, FileMask), mask); err != nil {
 			return nil, err
 		}

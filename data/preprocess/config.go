@@ -135,9 +135,9 @@ const (
 	// LabelsClasses: each label is a class index for a network with more
 	// than two classes — 0 background, 1 the lesion (the class on which
 	// lesion-centred patches are centred), 2 and on further classes, such
-	// as the healthy lung (covseg demo --realistic), which teaches the
-	// network where the lungs end beside lesions that touch the chest
-	// wall. Masks are read as they are; the trainer refuses a label
+	// as the rest of the lungs (pipeline.DemoConfig.LungClass), which
+	// shows the network where the lungs end beside lesions that touch the
+	// chest wall. Masks are read as they are; the trainer refuses a label
 	// outside its classes.
 	LabelsClasses Labels = "classes"
 )

@@ -107,7 +107,7 @@ func Run(ctx context.Context, c *dicomweb.Client, seg *infer.Segmenter, job Job,
 		return nil, err
 	}
 	stage("write")
-	out, err := dicomreport.Write(filepath.Join(dir, "covseg"), src, ct, res.Mask, nil, dicomreport.Options{
+	out, err := dicomreport.Write(filepath.Join(dir, "covseg"), src, ct, res.Infiltrate, nil, dicomreport.Options{
 		SEG: opt.SEG, SC: opt.SC, Lungs: true, Version: opt.Version,
 	})
 	if err != nil {
