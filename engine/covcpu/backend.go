@@ -26,6 +26,11 @@
 //     convolutions, see native.go and conv_native.go. Without cgo, with the
 //     "noblas" build tag or without the library, the adapter prints one line
 //     saying so and runs on the pure-Go kernels ("kernels=go"), the slow path.
+//     The native kernels also run simplego's broadcasting elementwise
+//     operations, BroadcastInDim, ReduceSum and Sign over contiguous runs
+//     (elementwise.go: the same bits as simplego's, a fifth off a training
+//     step of covseg demo's network); "elementwise=simplego" keeps
+//     simplego's own for those.
 //   - "conv=native" (the default with native kernels), "conv=im2col" (the
 //     graph-level im2col below, the default on the pure-Go kernels) or
 //     "conv=simplego" picks the convolution.
@@ -138,7 +143,7 @@ const DefaultIm2colMiB = 64
 // simplegoConfig.
 func NewAdapter(config string) (backends.Backend, error) {
 	var rest []string
-	convMode, kernels := "", "native"
+	convMode, kernels, elementwise := "", "native", "native"
 	budgetMiB := int64(DefaultIm2colMiB)
 	for _, opt := range strings.Split(config, ",") {
 		key, value, _ := strings.Cut(opt, "=")
@@ -147,14 +152,16 @@ func NewAdapter(config string) (backends.Backend, error) {
 			convMode = value
 		case key == "kernels" && (value == "native" || value == "go"):
 			kernels = value
+		case key == "elementwise" && (value == "native" || value == "simplego"):
+			elementwise = value
 		case key == "im2col":
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 || n > 1<<30 {
 				return nil, fmt.Errorf("backend: option %q in config %q: want im2col=N with N a whole number of MiB, 0 to 2^30 (0: no cap)", opt, config)
 			}
 			budgetMiB = n
-		case key == "conv" || key == "kernels":
-			return nil, fmt.Errorf("backend: option %q in config %q: want conv=native, conv=im2col or conv=simplego; kernels=native or kernels=go", opt, config)
+		case key == "conv" || key == "kernels" || key == "elementwise":
+			return nil, fmt.Errorf("backend: option %q in config %q: want conv=native, conv=im2col or conv=simplego; kernels=native or kernels=go; elementwise=native or elementwise=simplego", opt, config)
 		default:
 			rest = append(rest, opt)
 		}
@@ -180,7 +187,7 @@ func NewAdapter(config string) (backends.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: creating simplego with config %q: %w", config, err)
 	}
-	registerNative(inner, nativeMode{dot: native, conv: convMode == "native"})
+	registerNative(inner, nativeMode{dot: native, conv: convMode == "native", elem: native && elementwise == "native"})
 	caps := inner.Capabilities().Clone()
 	caps.Operations[backends.OpTypePad] = true
 	caps.Operations[backends.OpTypeReverse] = true

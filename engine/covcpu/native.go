@@ -39,7 +39,7 @@ import (
 func init() { installNative() }
 
 // nativeMode says which native kernels a simplego backend uses.
-type nativeMode struct{ dot, conv bool }
+type nativeMode struct{ dot, conv, elem bool }
 
 // nativeBackends maps the *simplego.Backend values the adapter created to
 // their nativeMode; other simplego backends keep simplego's kernels.
@@ -338,7 +338,8 @@ func parallelChunks(n, minChunk int, fn func(lo, hi int)) {
 // registerNative records which native kernels a simplego backend created
 // by the adapter uses.
 func registerNative(inner backends.Backend, mode nativeMode) {
-	if sb, ok := inner.(*simplego.Backend); ok && (mode.dot || mode.conv) {
+	mode.elem = mode.elem && checkInternals() == nil
+	if sb, ok := inner.(*simplego.Backend); ok && (mode.dot || mode.conv || mode.elem) {
 		nativeBackends.Store(sb, mode)
 	}
 }

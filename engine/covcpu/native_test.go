@@ -34,7 +34,7 @@ func TestGoMLXVersion(t *testing.T) {
 		}
 		if version != wantGoMLXVersion {
 			t.Fatalf("GoMLX %s is linked, but engine/covcpu/simplego_internals.go mirrors simplego's internals of %s: "+
-				"re-read simplego (exec.go, builder.go, dotgeneral.go, convgeneral.go), update the mirrors, then wantGoMLXVersion",
+				"re-read simplego (exec.go, builder.go, dotgeneral.go, convgeneral.go, exec_binary.go, exec_special_ops.go), update the mirrors, then wantGoMLXVersion",
 				version, wantGoMLXVersion)
 		}
 	}
@@ -46,7 +46,7 @@ func TestGoMLXVersion(t *testing.T) {
 		}
 		if v := strings.TrimSpace(string(out)); v != wantGoMLXVersion {
 			t.Fatalf("GoMLX %s is required, but engine/covcpu/simplego_internals.go mirrors simplego's internals of %s: "+
-				"re-read simplego (exec.go, builder.go, dotgeneral.go, convgeneral.go), update the mirrors, then wantGoMLXVersion",
+				"re-read simplego (exec.go, builder.go, dotgeneral.go, convgeneral.go, exec_binary.go, exec_special_ops.go), update the mirrors, then wantGoMLXVersion",
 				v, wantGoMLXVersion)
 		}
 	}
@@ -55,6 +55,11 @@ func TestGoMLXVersion(t *testing.T) {
 	}
 	if sgNodeExecutors[backends.OpTypeDotGeneral] == nil || simplegoDot == nil || simplegoConv == nil {
 		t.Fatal("simplego's executor table has no DotGeneral or ConvGeneral executor")
+	}
+	for _, op := range elementwiseOps {
+		if simplegoExecutors[op] == nil {
+			t.Fatalf("simplego's executor table has no %s executor", op)
+		}
 	}
 }
 

@@ -9,15 +9,21 @@ package covcpu
 //     packages outside the standard library);
 //   - the layout of simplego.Node and of the parameters DotGeneral and
 //     ConvGeneral nodes keep in Node.data (*dotGeneralNodeData, *convNode),
-//     mirrored below as sgNode, sgDotParams and sgConvParams.
+//     mirrored below as sgNode, sgDotParams and sgConvParams;
+//   - that ReduceSum and BroadcastInDim nodes keep a []int in Node.data
+//     (the reduced axes; the output axis of each operand axis), and that
+//     executors take over an input buffer by setting its entry in inputs
+//     to nil (simplego's unaryOperandAndOutput and
+//     binaryOperandsAndOutput), for the elementwise executors
+//     (elementwise.go).
 //
 // checkInternals compares the mirrors with simplego's types field by field
 // (name, type, offset) through reflection before the first native kernel
 // runs; on any difference the native kernels stay off and covseg runs on
 // simplego's own kernels, with a warning. TestGoMLXVersion fails loudly
 // when the build uses another GoMLX version: re-read simplego's exec.go,
-// builder.go, dotgeneral.go and convgeneral.go before changing
-// wantGoMLXVersion.
+// builder.go, dotgeneral.go, convgeneral.go, exec_binary.go and
+// exec_special_ops.go before changing wantGoMLXVersion.
 
 import (
 	"fmt"
@@ -142,9 +148,24 @@ func sameLayout(theirs, ours reflect.Type) error {
 	return nil
 }
 
-// simplegoExecutors are simplego's own DotGeneral and ConvGeneral
-// executors, saved before installNative replaces them.
-var simplegoDot, simplegoConv sgExecutor
+// simplegoDot and simplegoConv are simplego's own DotGeneral and
+// ConvGeneral executors, and simplegoExecutors its executors of
+// elementwiseOps, saved before installNative replaces them.
+var (
+	simplegoDot, simplegoConv sgExecutor
+	simplegoExecutors         [backends.OpTypeLast]sgExecutor
+)
+
+// nodeOpType returns a simplego node's op type.
+func nodeOpType(n *simplego.Node) backends.OpType {
+	return (*sgNode)(unsafe.Pointer(n)).opType
+}
+
+// nodeInts returns the []int a node keeps as its parameters, if it does.
+func nodeInts(n *simplego.Node) ([]int, bool) {
+	v, ok := (*sgNode)(unsafe.Pointer(n)).data.([]int)
+	return v, ok
+}
 
 // installNative puts the native executors in simplego's table, keeping
 // simplego's own ones for the backends and cases the native kernels do not
@@ -158,4 +179,9 @@ func installNative() {
 	}
 	sgNodeExecutors[backends.OpTypeDotGeneral] = execDotGeneral
 	sgNodeExecutors[backends.OpTypeConvGeneral] = execConvGeneral
+	for _, op := range elementwiseOps {
+		if simplegoExecutors[op] = sgNodeExecutors[op]; simplegoExecutors[op] != nil {
+			sgNodeExecutors[op] = execElementwise
+		}
+	}
 }
