@@ -128,6 +128,9 @@ type convPlan struct {
 	// nil otherwise.
 	lastTLo, lastTHi []int
 	lastTStep        int
+	// shift, when set, computes the convolution by the shifted im2col
+	// (conv_shift.go) instead.
+	shift *shiftPlan
 }
 
 // newConvPlan plans the convolution of an input xs with a kernel ks into
@@ -218,6 +221,7 @@ func newConvPlan(xs, ks, outShape shapes.Shape, p *sgConvParams, elemSize int) *
 		}
 	}
 	c.rows = max(1, min(c.nr, patchBudget/(c.cols*elemSize)))
+	c.shift = planShift(c, xs, p, axes, elemSize)
 	return c
 }
 
@@ -272,6 +276,10 @@ func axisSources(n, stride, nk, ns, step, inputDil, kernelDil, padLow int) []int
 
 // convNative computes the planned convolution of x with kernel w into out.
 func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
+	if c.shift != nil {
+		convShift(c, x, w, out, flip)
+		return
+	}
 	wm, pooled := packKernel(c, w, flip)
 	if pooled {
 		defer putBuf(wm)

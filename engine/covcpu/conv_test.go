@@ -314,3 +314,48 @@ func checkGradients(t *testing.T, backend backends.Backend, loss func([]*graph.N
 		}
 	}
 }
+
+// TestConvShift checks the shifted im2col on the U-Net's convolutions
+// (3x3x3, padding 1 and 2, a 1x7x7 stem at stride 2 on the other axes,
+// dilation 2 along the last axis), forward and both gradients, against the
+// pure-Go kernels, and that it ran.
+func TestConvShift(t *testing.T) {
+	native, pure := newNative(t), newPureGo(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct {
+		x, w          []int
+		strides, kdil []int
+		pads          [][2]int
+	}{
+		{[]int{1, 5, 4, 6, 16}, []int{3, 5, 3, 3, 3}, []int{1, 1, 1}, []int{1, 1, 1}, [][2]int{{1, 1}, {1, 1}, {1, 1}}},
+		{[]int{2, 3, 5, 5, 12}, []int{4, 3, 3, 3, 3}, []int{1, 1, 1}, []int{1, 1, 1}, [][2]int{{2, 2}, {2, 2}, {2, 2}}},
+		{[]int{1, 2, 6, 9, 32}, []int{3, 2, 3, 7, 7}, []int{1, 2, 1}, []int{1, 1, 1}, [][2]int{{1, 1}, {3, 3}, {3, 3}}},
+		{[]int{1, 3, 4, 4, 24}, []int{2, 3, 1, 3, 3}, []int{1, 1, 1}, []int{1, 1, 2}, [][2]int{{0, 0}, {1, 0}, {2, 2}}},
+	} {
+		conv := func(x, w *graph.Node) *graph.Node {
+			return graph.ConvGeneral(x, w, channelsFirst(3), tc.strides, tc.pads, nil, tc.kdil, 1, 1)
+		}
+		x, w := randArr(rng, tc.x...), randArr(rng, tc.w...)
+		grads := func(in []*graph.Node) []*graph.Node {
+			y := conv(in[0], in[1])
+			loss := graph.ReduceAllSum(graph.Mul(y, graph.Sin(y)))
+			return append([]*graph.Node{y}, graph.Gradient(loss, in[0], in[1])...)
+		}
+		calls := nativeShiftCalls.Load()
+		for _, f32 := range []bool{false, true} {
+			tol := 1e-12
+			if f32 {
+				tol = 1e-4
+			}
+			want := execArrs(t, pure, f32, grads, x, w)
+			got := execArrs(t, native, f32, grads, x, w)
+			for i, name := range []string{"forward", "dL/dx", "dL/dw"} {
+				assertClose(t, fmt.Sprintf("x %v w %v: %s f32=%v", tc.x, tc.w, name, f32), got[i], want[i], tol)
+			}
+		}
+		// The forward pass and the input gradient, in both dtypes.
+		if ran := nativeShiftCalls.Load() - calls; ran < 4 {
+			t.Errorf("x %v w %v: the shifted im2col ran %d times, want at least 4", tc.x, tc.w, ran)
+		}
+	}
+}

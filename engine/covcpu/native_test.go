@@ -269,6 +269,9 @@ func FuzzNativeConv(f *testing.F) {
 			strides[i], inDil[i], kDil[i] = 1+rng.IntN(3), 1+rng.IntN(2), 1+rng.IntN(2)
 			pads[i] = [2]int{rng.IntN(5) - 1, rng.IntN(5) - 1}
 		}
+		if seed%3 == 1 { // a long last axis at stride 1: the shifted im2col (conv_shift.go)
+			inSp[n-1], strides[n-1], inDil[n-1] = 8+rng.IntN(17), 1, 1
+		}
 		axes := randomAxes(rng, n)
 		if seed%2 == 0 { // what the model's gradients need: channels first, no input dilation, padding ≥ 0
 			axes = channelsFirst(n)

@@ -1,0 +1,206 @@
+package covcpu
+
+import (
+	"sync/atomic"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// The shifted im2col: when the last spatial axis has stride 1 and no input
+// dilation (every convolution of a U-Net's forward pass and its input
+// gradient), the patches of the kL kernel positions along that axis are
+// the same rows shifted by one kernel step. So the patches are built for
+// the other kernel axes only, over an output grid whose last axis is
+// extended by the kernel's reach (Wext = W + (kL−1)·dilation), and the
+// product is kL gemms, each reading the patches at its shift:
+//
+//	out[o][y, w] = Σ_kl Σ_(c,k') w[o][(c,k',kl)] · patches[(c,k')][y, w + kl·dilation]
+//
+// The patches then take (Wext/W)/kL of the plain im2col's memory writes
+// (0.35 for a 3x3x3 kernel over 32 columns), for the same gemm work plus
+// the extended grid's (Wext−W)/W. The columns past W of each row are
+// computed and dropped.
+
+// nativeShiftCalls counts the shifted im2col's runs, for tests that must
+// know it ran.
+var nativeShiftCalls atomic.Int64
+
+// shiftPlan is the part of a convPlan the shifted im2col needs.
+type shiftPlan struct {
+	kL, dil      int // kernel size and dilation along the last axis
+	wOut, wExt   int // output size along the last axis, and extended
+	padLow, inW  int // the last axis' low padding and input size
+	inStr        int // the input's element stride along the last axis
+	nkOuter      int // kernel positions of the other spatial axes
+	nsOuter      int // output positions of the other spatial axes
+	kOuterDims   []int
+	sOuterDims   []int
+	rowsPerTile  int // outer output positions per tile
+	patchRows    int // channels·nkOuter
+	patchStrides int // columns of a tile's patches (rowsPerTile·wExt)
+}
+
+// planShift returns the shifted im2col's plan for c, or nil when the
+// convolution does not qualify (see above) or the plain im2col's patches
+// are no larger.
+func planShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.ConvolveAxesConfig, elemSize int) *shiftPlan {
+	n := len(c.sDims)
+	if n == 0 || c.transposed {
+		return nil
+	}
+	last := n - 1
+	kL := c.kDims[last]
+	if kL < 2 || at(p.strides, last) != 1 || at(p.inputDilations, last) != 1 {
+		return nil
+	}
+	sp := &shiftPlan{
+		kL: kL, dil: at(p.kernelDilations, last), wOut: c.sDims[last],
+		padLow: p.paddings[last][0], inW: xs.Dimensions[axes.InputSpatial[last]],
+		inStr:      rowMajorStrides(xs.Dimensions)[axes.InputSpatial[last]],
+		kOuterDims: c.kDims[:last], sOuterDims: c.sDims[:last],
+		nkOuter: c.nk / kL, nsOuter: c.ns / c.sDims[last],
+	}
+	sp.wExt = sp.wOut + (kL-1)*sp.dil
+	if 4*(sp.wExt-sp.wOut) > sp.wOut {
+		// The extended columns would add more than a quarter to the gemms.
+		return nil
+	}
+	sp.patchRows = c.channels * sp.nkOuter
+	if !gemmFits(sp.patchRows, sp.nsOuter*sp.wExt, c.outChannels) {
+		return nil
+	}
+	// Tiles of whole rows: the patches within the budget, enough tiles to
+	// keep every worker busy.
+	perRow := sp.patchRows * sp.wExt * elemSize
+	sp.rowsPerTile = max(1, min(sp.nsOuter, patchBudget/perRow))
+	if tiles := c.batch * ceilDiv(sp.nsOuter, sp.rowsPerTile); tiles < 2*workers() {
+		sp.rowsPerTile = max(1, min(sp.rowsPerTile, ceilDiv(sp.nsOuter, ceilDiv(2*workers(), c.batch))))
+	}
+	sp.patchStrides = sp.rowsPerTile * sp.wExt
+	return sp
+}
+
+// convShift computes the planned convolution of x with kernel w into out
+// by the shifted im2col.
+func convShift[T float](c *convPlan, x, w, out []T, flip bool) {
+	nativeShiftCalls.Add(1)
+	sp := c.shift
+	wm, pooled := packKernel(c, w, flip)
+	// The kernel as kL matrices [outChannels][channels·nkOuter], one per
+	// position along the last axis.
+	ws := getBuf[T](sp.kL * c.outChannels * sp.patchRows)
+	for kl := range sp.kL {
+		a := ws[kl*c.outChannels*sp.patchRows:]
+		for o := range c.outChannels {
+			row := wm[o*c.nr:]
+			dst := a[o*sp.patchRows : (o+1)*sp.patchRows]
+			for r := range dst {
+				dst[r] = row[r*sp.kL+kl]
+			}
+		}
+	}
+	if pooled {
+		putBuf(wm)
+	}
+	tilesPerBatch := ceilDiv(sp.nsOuter, sp.rowsPerTile)
+	parallelFor(c.batch*tilesPerBatch, func(item int) {
+		b, t := item/tilesPerBatch, item%tilesPerBatch
+		y0 := t * sp.rowsPerTile
+		y1 := min(sp.nsOuter, y0+sp.rowsPerTile)
+		cols := (y1 - y0) * sp.wExt
+		reach := (sp.kL - 1) * sp.dil
+		buf := getBuf[T](sp.patchRows*cols + reach + c.outChannels*cols)
+		patches, acc := buf[:sp.patchRows*cols+reach], buf[sp.patchRows*cols+reach:]
+		fillShifted(c, patches, x, b, y0, y1)
+		clear(patches[sp.patchRows*cols:])
+		for kl := range sp.kL {
+			var beta T
+			if kl > 0 {
+				beta = 1
+			}
+			a := ws[kl*c.outChannels*sp.patchRows:]
+			gemm(false, false, c.outChannels, cols, sp.patchRows, a, sp.patchRows, patches[kl*sp.dil:], cols, beta, acc, cols)
+		}
+		scatterShifted(c, out, acc, b, y0, y1)
+		putBuf(buf)
+	})
+	putBuf(ws)
+}
+
+// fillShifted writes the shifted patches of example b for outer output
+// positions [y0, y1): row (channel, outer kernel position), column (outer
+// position − y0)·wExt + e for e in [0, wExt), the input element at
+// position e − padLow of the last axis (zero outside the input).
+func fillShifted[T float](c *convPlan, p, x []T, b, y0, y1 int) {
+	sp := c.shift
+	last := len(c.sDims) - 1
+	cols := (y1 - y0) * sp.wExt
+	k, y := make([]int, last), make([]int, last)
+	// The input positions e − padLow inside [0, inW): e in [lo, hi).
+	lo, hi := max(0, sp.padLow), min(sp.wExt, sp.inW+sp.padLow)
+	for r := range sp.patchRows {
+		ch, ko := r/sp.nkOuter, r%sp.nkOuter
+		unflatten(k, sp.kOuterDims, ko)
+		unflatten(y, sp.sOuterDims, y0)
+		row := p[r*cols : (r+1)*cols]
+		for j := 0; j < cols; j += sp.wExt {
+			dst := row[j : j+sp.wExt]
+			off, inside := b*c.inBatch+ch*c.inChannel, hi > lo
+			for i := range last {
+				v := c.src[i][k[i]*c.sDims[i]+y[i]]
+				if v < 0 {
+					inside = false
+					break
+				}
+				off += v
+			}
+			if !inside {
+				clear(dst)
+			} else {
+				clear(dst[:lo])
+				clear(dst[hi:])
+				start := off + (lo-sp.padLow)*sp.inStr
+				part := dst[lo:hi]
+				if sp.inStr == 1 {
+					copy(part, x[start:start+len(part)])
+				} else {
+					for q := range part {
+						part[q] = x[start+q*sp.inStr]
+					}
+				}
+			}
+			increment(y, sp.sOuterDims)
+		}
+	}
+}
+
+// scatterShifted writes acc, the [outChannels][(y1−y0)·wExt] product for
+// example b, to out, dropping each row's columns past wOut.
+func scatterShifted[T float](c *convPlan, out, acc []T, b, y0, y1 int) {
+	sp := c.shift
+	last := len(c.sDims) - 1
+	cols := (y1 - y0) * sp.wExt
+	lastStride := c.outSpatial[last]
+	y := make([]int, last)
+	for o := range c.outChannels {
+		base := b*c.outBatch + o*c.outChannel
+		row := acc[o*cols : (o+1)*cols]
+		unflatten(y, sp.sOuterDims, y0)
+		for j := 0; j < cols; j += sp.wExt {
+			off := base
+			for i, yi := range y {
+				off += yi * c.outSpatial[i]
+			}
+			src := row[j : j+sp.wOut]
+			if lastStride == 1 {
+				copy(out[off:off+sp.wOut], src)
+			} else {
+				for q, v := range src {
+					out[off+q*lastStride] = v
+				}
+			}
+			increment(y, sp.sOuterDims)
+		}
+	}
+}
