@@ -73,6 +73,7 @@ func (c DemoConfig) trainConfig(seed uint64, manifest, init string, epochs int) 
 	cfg.Model.Init = init
 	cfg.Phases = []train.Phase{{Name: "unfrozen", Epochs: epochs, LR: c.LR, EncoderLRMult: 1}}
 	cfg.Checkpoint.KeepEpochs = 0
+	cfg.Validation.Every = c.ValidateEvery
 	return cfg
 }
 
@@ -173,10 +174,14 @@ func demoBackend() string {
 // 0.22 s a step where training then ran 0.19 to 0.21 s), so it needed a
 // fifth of margin, and runs left up to a minute of the budget unused.
 func (c DemoConfig) planEpochs(tr *DemoTraining, step float64, stop time.Time, log io.Writer) (until time.Time) {
-	epochCost := max(time.Millisecond, time.Duration((float64(c.Train)+demoValFactor*float64(c.Val+c.precisePatches()))*step*float64(time.Second)))
+	// An epoch that validates (the last one always does) costs lastCost;
+	// epochs cost epochCost on average.
+	val := demoValFactor * float64(c.Val+c.precisePatches())
+	lastCost := max(time.Millisecond, time.Duration((float64(c.Train)+val)*step*float64(time.Second)))
+	epochCost := max(time.Millisecond, time.Duration((float64(c.Train)+val/float64(max(1, c.ValidateEvery)))*step*float64(time.Second)))
 	tr.Epochs = c.Epochs
 	if !c.FixedEpochs {
-		until = stop.Add(-time.Duration(1.1 * float64(epochCost)))
+		until = stop.Add(-time.Duration(1.1 * float64(lastCost)))
 	}
 	// With a fifth to spare the updates lead the schedule throughout.
 	if c.FixedEpochs || time.Until(stop) > time.Duration(1.2*float64(tr.Epochs)*float64(epochCost)) {

@@ -46,7 +46,24 @@ type Config struct {
 	// inference uses are estimated. Omitted from the YAML (and the config's
 	// hash) when zero, so older run folders still resume.
 	BatchNorm BatchNormConfig `yaml:"batch_norm,omitempty"`
+	// Validation says how often the run validates. Omitted from the YAML
+	// (and the config's hash) when zero, so older run folders still resume.
+	Validation ValidationConfig `yaml:"validation,omitempty"`
 }
+
+// ValidationConfig says when the run validates.
+type ValidationConfig struct {
+	// Every, when above 1, validates (after recomputing the BatchNorm
+	// statistics, when batch_norm.precise_batches asks for it) only after
+	// every Every-th epoch and after the last epoch of each phase and of a
+	// clock-budgeted run, saving the time of the others: best.ckpt is then
+	// the best of the validated epochs, and the other epochs' records have
+	// no validation figures. 0 or 1 validates after every epoch.
+	Every int `yaml:"every,omitempty"`
+}
+
+// maxValidationEvery bounds ValidationConfig.Every.
+const maxValidationEvery = 10000
 
 // BatchNormConfig says how the running statistics are estimated.
 type BatchNormConfig struct {
@@ -474,6 +491,9 @@ func (c Config) Validate() error {
 		if !finite(p.LR, p.EncoderLRMult) || !(p.LR > 0) || p.EncoderLRMult < 0 {
 			return fmt.Errorf("train: phase %d (%s): lr %v must be > 0 and encoder_lr_mult %v ≥ 0", i+1, p.Name, p.LR, p.EncoderLRMult)
 		}
+	}
+	if e := c.Validation.Every; e < 0 || e > maxValidationEvery {
+		return fmt.Errorf("train: validation.every %d: want 0 or 1 (every epoch) to %d", e, maxValidationEvery)
 	}
 	if b := c.BatchNorm.PreciseBatches; b < 0 || b > maxPreciseBatches {
 		return fmt.Errorf("train: batch_norm.precise_batches %d: want 0 (PyTorch's running averages) to %d", b, maxPreciseBatches)

@@ -298,14 +298,18 @@ func (r *runner) epoch(ctx context.Context) (interrupted bool, err error) {
 			return stop, err
 		}
 	}
-	if err := r.preciseBN(ctx, ge); err != nil || ctx.Err() != nil {
-		r.st.EpochSeconds += time.Since(r.started).Seconds()
-		return ctx.Err() != nil, err
-	}
-	val, valCases, valLoss, err := r.validate(ctx)
-	if err != nil || ctx.Err() != nil {
-		r.st.EpochSeconds += time.Since(r.started).Seconds()
-		return ctx.Err() != nil, err
+	var val, valLoss float64
+	var valCases int
+	if r.validates(ge) {
+		if err := r.preciseBN(ctx, ge); err != nil || ctx.Err() != nil {
+			r.st.EpochSeconds += time.Since(r.started).Seconds()
+			return ctx.Err() != nil, err
+		}
+		val, valCases, valLoss, err = r.validate(ctx)
+		if err != nil || ctx.Err() != nil {
+			r.st.EpochSeconds += time.Since(r.started).Seconds()
+			return ctx.Err() != nil, err
+		}
 	}
 	r.st.EpochSeconds += time.Since(r.started).Seconds()
 
@@ -338,6 +342,17 @@ func (r *runner) epoch(ctx context.Context) (interrupted bool, err error) {
 		r.opt.OnEpoch(rec)
 	}
 	return false, nil
+}
+
+// validates reports whether global epoch ge, just trained, is one to
+// validate (Config.Validation.Every): every Every-th epoch, the last of its
+// phase, and the last of a clock-budgeted run.
+func (r *runner) validates(ge int) bool {
+	every := r.cfg.Validation.Every
+	if every <= 1 || (ge+1)%every == 0 {
+		return true
+	}
+	return r.st.Epoch+1 == r.cfg.Phases[r.st.Phase].Epochs || r.clockPosition() >= 1
 }
 
 // trainBatches trains batches r.st.Batch..n-1 of global epoch ge. It

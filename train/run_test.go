@@ -414,3 +414,47 @@ func TestRunUntil(t *testing.T) {
 		}
 	}
 }
+
+// TestValidationEvery checks validation.every: with 2, a phase of 5 epochs
+// validates after epochs 2, 4 and 5 (its last), and the next phase's
+// single epoch too; a clock-budgeted run validates the epoch that ends it.
+func TestValidationEvery(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Validation.Every = 2
+	cfg.Phases = []Phase{{Name: "a", Epochs: 5, LR: 1e-2, EncoderLRMult: 1}, {Name: "b", Epochs: 1, LR: 1e-3, EncoderLRMult: 1}}
+	run := func(cfg Config, until time.Time) []EpochRecord {
+		t.Helper()
+		tr, val := tinySources(t, 2, 11)
+		var log bytes.Buffer
+		res, err := Run(context.Background(), Options{
+			Config: cfg, Dir: t.TempDir(), Backend: testBackend(), Train: tr, Val: val, Log: &log, Until: until,
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, log.String())
+		}
+		return res.State.History
+	}
+	validated := func(h []EpochRecord) []int {
+		var e []int
+		for _, r := range h {
+			if r.ValDice != nil {
+				e = append(e, r.Epoch)
+			}
+		}
+		return e
+	}
+	if got, want := validated(run(cfg, time.Time{})), []int{2, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("validated epochs %v, want %v", got, want)
+	}
+	one := cfg
+	one.Validation.Every = 4
+	one.Phases = cfg.Phases[:1]
+	if got, want := validated(run(one, time.Now().Add(-time.Second))), []int{1}; !slices.Equal(got, want) {
+		t.Errorf("spent clock budget: validated epochs %v, want %v (the one that ends the run)", got, want)
+	}
+	bad := cfg
+	bad.Validation.Every = -1
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "validation.every") {
+		t.Errorf("validation.every -1: %v", err)
+	}
+}
