@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 //
 //	go test -run '^$' -bench TrainStep -benchtime 1x -timeout 2h ./train
 //
-// COVSEG_BENCH_SHAPE=DxHxW sets another input size. GOMLX_BACKEND picks
+// COVSEG_BENCH_SHAPE=DxHxW sets another input size and
+// COVSEG_BENCH_WIDTH=W another width for TrainStepNarrow (default 0.25;
+// 0.125 is the realistic demo's network). GOMLX_BACKEND picks
 // the backend as covseg does (default: the CPU adapter; e.g.
 // GOMLX_BACKEND=covcpu:im2col=0 for unblocked im2col).
 //
@@ -29,6 +32,9 @@ import (
 // PyTorch's (x-torch, rss-x-torch).
 var benchShape = [3]int{16, 64, 64}
 
+// narrowWidth is TrainStepNarrow's width multiplier.
+var narrowWidth = 0.25
+
 func init() {
 	if s := os.Getenv("COVSEG_BENCH_SHAPE"); s != "" {
 		var d, h, w int
@@ -36,10 +42,15 @@ func init() {
 			benchShape = [3]int{d, h, w}
 		}
 	}
+	if s := os.Getenv("COVSEG_BENCH_WIDTH"); s != "" {
+		if w, err := strconv.ParseFloat(s, 64); err == nil && w > 0 && w <= 1 {
+			narrowWidth = w
+		}
+	}
 }
 
 func BenchmarkTrainStepFull(b *testing.B)   { benchTrainStep(b, 1) }
-func BenchmarkTrainStepNarrow(b *testing.B) { benchTrainStep(b, 0.25) }
+func BenchmarkTrainStepNarrow(b *testing.B) { benchTrainStep(b, narrowWidth) }
 
 func benchTrainStep(b *testing.B, width float64) {
 	cfg := DefaultConfig()

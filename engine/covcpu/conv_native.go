@@ -131,6 +131,8 @@ type convPlan struct {
 	// shift, when set, computes the convolution by the shifted im2col
 	// (conv_shift.go) instead.
 	shift *shiftPlan
+	// tshift, when set, computes it by the transposed shifted im2col.
+	tshift *tshiftPlan
 }
 
 // newConvPlan plans the convolution of an input xs with a kernel ks into
@@ -222,6 +224,7 @@ func newConvPlan(xs, ks, outShape shapes.Shape, p *sgConvParams, elemSize int) *
 	}
 	c.rows = max(1, min(c.nr, patchBudget/(c.cols*elemSize)))
 	c.shift = planShift(c, xs, p, axes, elemSize)
+	c.tshift = planTShift(c, xs, p, axes, elemSize)
 	return c
 }
 
@@ -278,6 +281,10 @@ func axisSources(n, stride, nk, ns, step, inputDil, kernelDil, padLow int) []int
 func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
 	if c.shift != nil {
 		convShift(c, x, w, out, flip)
+		return
+	}
+	if c.tshift != nil {
+		convTShift(c, x, w, out, flip)
 		return
 	}
 	wm, pooled := packKernel(c, w, flip)

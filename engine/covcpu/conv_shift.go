@@ -22,9 +22,9 @@ import (
 // the extended grid's (Wext−W)/W. The columns past W of each row are
 // computed and dropped.
 
-// nativeShiftCalls counts the shifted im2col's runs, for tests that must
-// know it ran.
-var nativeShiftCalls atomic.Int64
+// nativeShiftCalls and nativeTShiftCalls count the shifted im2col's runs
+// and the transposed one's, for tests that must know they ran.
+var nativeShiftCalls, nativeTShiftCalls atomic.Int64
 
 // shiftPlan is the part of a convPlan the shifted im2col needs.
 type shiftPlan struct {
@@ -199,6 +199,188 @@ func scatterShifted[T float](c *convPlan, out, acc []T, b, y0, y1 int) {
 				for q, v := range src {
 					out[off+q*lastStride] = v
 				}
+			}
+			increment(y, sp.sOuterDims)
+		}
+	}
+}
+
+// The transposed shifted im2col is the same idea for convolutions planned
+// transposed (convPlan.transposed: the kernel's last axis longer than the
+// output's, as in the kernel gradient, whose "kernel" is the output
+// gradient and whose "output" is the weight's 3x3x3): when the output's
+// last axis has stride 1 and neither dilation, the input element that
+// kernel position kl meets at output position sl along the last axis is at
+// e = kl + sl of the extended kernel axis (E = kL + sL − 1 positions), so
+//
+//	out[o][y, sl] = Σ_(c,k',e) A[o][(c,k',e)] · patches[y][(c,k',e) + sl]
+//
+// with A the kernel extended by zeros past kL and patches built once over
+// e: sL gemms read them shifted by sl. The patches take E/(kL·sL) of the
+// transposed im2col's writes (0.35 for 3 output positions over 32).
+
+// tshiftPlan is the part of a convPlan the transposed shifted im2col
+// needs.
+type tshiftPlan struct {
+	sL, kL, ext int // output and kernel size along the last axis; ext = kL + sL − 1
+	padLow, inW int // the last axis' low padding and input size
+	inStr       int // the input's element stride along the last axis
+	nkOuter     int // kernel positions of the other spatial axes
+	nsOuter     int // output positions of the other spatial axes
+	kOuterDims  []int
+	sOuterDims  []int
+	blocks      int // (channel, outer kernel position) blocks: channels·nkOuter
+	rowsPerTile int // outer output positions per tile
+	blocksPer   int // blocks per gemm (a chunk of the contraction)
+}
+
+// planTShift returns the transposed shifted im2col's plan for c, or nil
+// when the convolution does not qualify.
+func planTShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.ConvolveAxesConfig, elemSize int) *tshiftPlan {
+	n := len(c.sDims)
+	if n == 0 || !c.transposed {
+		return nil
+	}
+	last := n - 1
+	sL, kL := c.sDims[last], c.kDims[last]
+	if sL < 2 || at(p.strides, last) != 1 || at(p.inputDilations, last) != 1 || at(p.kernelDilations, last) != 1 ||
+		4*(sL-1) > kL {
+		return nil
+	}
+	sp := &tshiftPlan{
+		sL: sL, kL: kL, ext: kL + sL - 1,
+		padLow: p.paddings[last][0], inW: xs.Dimensions[axes.InputSpatial[last]],
+		inStr:      rowMajorStrides(xs.Dimensions)[axes.InputSpatial[last]],
+		kOuterDims: c.kDims[:last], sOuterDims: c.sDims[:last],
+		nkOuter: c.nk / kL, nsOuter: c.ns / sL,
+	}
+	sp.blocks = c.channels * sp.nkOuter
+	if !gemmFits(sp.blocks*sp.ext, sp.nsOuter, c.outChannels) {
+		return nil
+	}
+	// Tiles of outer output positions, enough to keep every worker busy;
+	// the contraction in chunks of blocks that keep the patches within
+	// the budget.
+	sp.rowsPerTile = sp.nsOuter
+	if tiles := c.batch; tiles < 2*workers() {
+		sp.rowsPerTile = max(1, ceilDiv(sp.nsOuter, ceilDiv(2*workers(), c.batch)))
+	}
+	sp.blocksPer = max(1, min(sp.blocks, patchBudget/(sp.rowsPerTile*sp.ext*elemSize)))
+	return sp
+}
+
+// convTShift computes the planned convolution of x with kernel w into out
+// by the transposed shifted im2col.
+func convTShift[T float](c *convPlan, x, w, out []T, flip bool) {
+	nativeTShiftCalls.Add(1)
+	sp := c.tshift
+	wm, pooled := packKernel(c, w, flip)
+	// A: the kernel's rows [outChannels][blocks·ext], zero past kL in each
+	// block.
+	k := sp.blocks * sp.ext
+	a := getBuf[T](c.outChannels * k)
+	for o := range c.outChannels {
+		for bl := range sp.blocks {
+			dst := a[o*k+bl*sp.ext : o*k+(bl+1)*sp.ext]
+			copy(dst, wm[o*c.nr+bl*sp.kL:o*c.nr+(bl+1)*sp.kL])
+			clear(dst[sp.kL:])
+		}
+	}
+	if pooled {
+		putBuf(wm)
+	}
+	tilesPerBatch := ceilDiv(sp.nsOuter, sp.rowsPerTile)
+	parallelFor(c.batch*tilesPerBatch, func(item int) {
+		b, t := item/tilesPerBatch, item%tilesPerBatch
+		y0 := t * sp.rowsPerTile
+		y1 := min(sp.nsOuter, y0+sp.rowsPerTile)
+		rows := y1 - y0
+		chunk := sp.blocksPer * sp.ext
+		buf := getBuf[T](rows*chunk + sp.sL - 1 + sp.sL*c.outChannels*rows)
+		patches, acc := buf[:rows*chunk+sp.sL-1], buf[rows*chunk+sp.sL-1:]
+		for b0 := 0; b0 < sp.blocks; b0 += sp.blocksPer {
+			b1 := min(sp.blocks, b0+sp.blocksPer)
+			kc := (b1 - b0) * sp.ext
+			fillTShifted(c, patches[:rows*kc], x, b, y0, y1, b0, b1)
+			clear(patches[rows*kc : rows*kc+sp.sL-1])
+			var beta T
+			if b0 > 0 {
+				beta = 1
+			}
+			for sl := range sp.sL {
+				gemm(false, true, c.outChannels, rows, kc, a[b0*sp.ext:], k, patches[sl:], kc, beta,
+					acc[sl*c.outChannels*rows:], rows)
+			}
+		}
+		scatterTShifted(c, out, acc, b, y0, y1)
+		putBuf(buf)
+	})
+	putBuf(a)
+}
+
+// fillTShifted writes the transposed shifted patches of example b for
+// outer output positions [y0, y1) and blocks [b0, b1): row (outer position
+// − y0), column (block − b0)·ext + e, the input element at position
+// e − padLow of the last axis (zero outside the input).
+func fillTShifted[T float](c *convPlan, p, x []T, b, y0, y1, b0, b1 int) {
+	sp := c.tshift
+	last := len(c.sDims) - 1
+	cols := (b1 - b0) * sp.ext
+	k, y := make([]int, last), make([]int, last)
+	lo, hi := max(0, sp.padLow), min(sp.ext, sp.inW+sp.padLow)
+	unflatten(y, sp.sOuterDims, y0)
+	for row := range y1 - y0 {
+		dstRow := p[row*cols : (row+1)*cols]
+		for bl := b0; bl < b1; bl++ {
+			ch, ko := bl/sp.nkOuter, bl%sp.nkOuter
+			unflatten(k, sp.kOuterDims, ko)
+			dst := dstRow[(bl-b0)*sp.ext : (bl-b0+1)*sp.ext]
+			off, inside := b*c.inBatch+ch*c.inChannel, hi > lo
+			for i := range last {
+				v := c.src[i][k[i]*c.sDims[i]+y[i]]
+				if v < 0 {
+					inside = false
+					break
+				}
+				off += v
+			}
+			if !inside {
+				clear(dst)
+				continue
+			}
+			clear(dst[:lo])
+			clear(dst[hi:])
+			start := off + (lo-sp.padLow)*sp.inStr
+			part := dst[lo:hi]
+			if sp.inStr == 1 {
+				copy(part, x[start:start+len(part)])
+			} else {
+				for q := range part {
+					part[q] = x[start+q*sp.inStr]
+				}
+			}
+		}
+		increment(y, sp.sOuterDims)
+	}
+}
+
+// scatterTShifted writes acc, the [sL][outChannels][y1−y0] products for
+// example b, to out.
+func scatterTShifted[T float](c *convPlan, out, acc []T, b, y0, y1 int) {
+	sp := c.tshift
+	last := len(c.sDims) - 1
+	rows := y1 - y0
+	y := make([]int, last)
+	for o := range c.outChannels {
+		base := b*c.outBatch + o*c.outChannel
+		unflatten(y, sp.sOuterDims, y0)
+		for r := range rows {
+			off := base
+			for i, yi := range y {
+				off += yi * c.outSpatial[i]
+			}
+			for sl := range sp.sL {
+				out[off+sl*c.outSpatial[last]] = acc[(sl*c.outChannels+o)*rows+r]
 			}
 			increment(y, sp.sOuterDims)
 		}

@@ -315,7 +315,7 @@ func checkGradients(t *testing.T, backend backends.Backend, loss func([]*graph.N
 	}
 }
 
-// TestConvShift checks the shifted im2col on the U-Net's convolutions
+// TestConvShift checks the shifted im2cols (conv_shift.go) on the U-Net's convolutions
 // (3x3x3, padding 1 and 2, a 1x7x7 stem at stride 2 on the other axes,
 // dilation 2 along the last axis), forward and both gradients, against the
 // pure-Go kernels, and that it ran.
@@ -341,7 +341,7 @@ func TestConvShift(t *testing.T) {
 			loss := graph.ReduceAllSum(graph.Mul(y, graph.Sin(y)))
 			return append([]*graph.Node{y}, graph.Gradient(loss, in[0], in[1])...)
 		}
-		calls := nativeShiftCalls.Load()
+		calls, tcalls := nativeShiftCalls.Load(), nativeTShiftCalls.Load()
 		for _, f32 := range []bool{false, true} {
 			tol := 1e-12
 			if f32 {
@@ -356,6 +356,11 @@ func TestConvShift(t *testing.T) {
 		// The forward pass and the input gradient, in both dtypes.
 		if ran := nativeShiftCalls.Load() - calls; ran < 4 {
 			t.Errorf("x %v w %v: the shifted im2col ran %d times, want at least 4", tc.x, tc.w, ran)
+		}
+		// The kernel gradient, when the weight's last axis is short
+		// against the output's and has neither stride nor dilation.
+		if ran := nativeTShiftCalls.Load() - tcalls; ran < 2 && 4*(tc.w[4]-1) <= tc.x[4] && tc.kdil[2] == 1 && tc.strides[2] == 1 {
+			t.Errorf("x %v w %v: the transposed shifted im2col ran %d times, want at least 2", tc.x, tc.w, ran)
 		}
 	}
 }
