@@ -128,14 +128,14 @@ func DefaultDemoConfig() DemoConfig {
 //     of 8 phantoms after every fourth epoch and the last (validating
 //     every epoch took a tenth of the training time).
 //   - 48 training phantoms for at most 64 epochs (the one-cycle schedule
-//     follows the clock when they don't fit: 23 to 24 on two cores, and a
-//     faster machine trains more: 48 epochs, twice the steps, reached 0.84
-//     with seed 1) at a peak learning rate of 1e-2, 8 validation phantoms,
-//     8 held-out ones; the last epoch is kept.
+//     follows the clock when they don't fit: 42 to 44 on two cores, and a
+//     faster machine trains more) at a peak learning rate of 1e-2, 8
+//     validation phantoms, 8 held-out ones; the last epoch is kept.
 //
-// It does not reach TargetDice yet (held-out mean Dice 0.76 to 0.80 with
-// seed 1, 0.60 to 0.71 with seed 2, two runs each); README.md's demo
-// section has the figures and what was tried.
+// It does not reach TargetDice yet (held-out mean Dice 0.83 to 0.84 with
+// seed 1; 0.82 and 0.58 with seed 2, whose training is chaotic after a
+// few dozen epochs); README.md's demo section has the figures and what
+// was tried.
 func RealisticDemoConfig() DemoConfig {
 	p := phantom.Small(volume.Dims{64, 64, 32})
 	p.Spacing[2] = 5

@@ -26,16 +26,32 @@ import (
 // and the transposed one's, for tests that must know they ran.
 var nativeShiftCalls, nativeTShiftCalls atomic.Int64
 
+// lastAxis splits a convolution's spatial axes into the last, along which
+// the shifted im2cols shift, and the others.
+type lastAxis struct {
+	padLow, inW int // the last axis' low padding and input size
+	inStr       int // the input's element stride along the last axis
+	nkOuter     int // kernel positions of the other spatial axes
+	nsOuter     int // output positions of the other spatial axes
+	kOuterDims  []int
+	sOuterDims  []int
+}
+
+func newLastAxis(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.ConvolveAxesConfig) lastAxis {
+	last := len(c.sDims) - 1
+	return lastAxis{
+		padLow: p.paddings[last][0], inW: xs.Dimensions[axes.InputSpatial[last]],
+		inStr:      rowMajorStrides(xs.Dimensions)[axes.InputSpatial[last]],
+		kOuterDims: c.kDims[:last], sOuterDims: c.sDims[:last],
+		nkOuter: c.nk / c.kDims[last], nsOuter: c.ns / c.sDims[last],
+	}
+}
+
 // shiftPlan is the part of a convPlan the shifted im2col needs.
 type shiftPlan struct {
+	lastAxis
 	kL, dil      int // kernel size and dilation along the last axis
 	wOut, wExt   int // output size along the last axis, and extended
-	padLow, inW  int // the last axis' low padding and input size
-	inStr        int // the input's element stride along the last axis
-	nkOuter      int // kernel positions of the other spatial axes
-	nsOuter      int // output positions of the other spatial axes
-	kOuterDims   []int
-	sOuterDims   []int
 	rowsPerTile  int // outer output positions per tile
 	patchRows    int // channels·nkOuter
 	patchStrides int // columns of a tile's patches (rowsPerTile·wExt)
@@ -56,10 +72,7 @@ func planShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.Conv
 	}
 	sp := &shiftPlan{
 		kL: kL, dil: at(p.kernelDilations, last), wOut: c.sDims[last],
-		padLow: p.paddings[last][0], inW: xs.Dimensions[axes.InputSpatial[last]],
-		inStr:      rowMajorStrides(xs.Dimensions)[axes.InputSpatial[last]],
-		kOuterDims: c.kDims[:last], sOuterDims: c.sDims[:last],
-		nkOuter: c.nk / kL, nsOuter: c.ns / c.sDims[last],
+		lastAxis: newLastAxis(c, xs, p, axes),
 	}
 	sp.wExt = sp.wOut + (kL-1)*sp.dil
 	if 4*(sp.wExt-sp.wOut) > sp.wOut {
@@ -103,11 +116,7 @@ func convShift[T float](c *convPlan, x, w, out []T, flip bool) {
 	if pooled {
 		putBuf(wm)
 	}
-	tilesPerBatch := ceilDiv(sp.nsOuter, sp.rowsPerTile)
-	parallelFor(c.batch*tilesPerBatch, func(item int) {
-		b, t := item/tilesPerBatch, item%tilesPerBatch
-		y0 := t * sp.rowsPerTile
-		y1 := min(sp.nsOuter, y0+sp.rowsPerTile)
+	forTiles(c.batch, sp.nsOuter, sp.rowsPerTile, func(b, y0, y1 int) {
 		cols := (y1 - y0) * sp.wExt
 		reach := (sp.kL - 1) * sp.dil
 		buf := getBuf[T](sp.patchRows*cols + reach + c.outChannels*cols)
@@ -145,33 +154,57 @@ func fillShifted[T float](c *convPlan, p, x []T, b, y0, y1 int) {
 		unflatten(y, sp.sOuterDims, y0)
 		row := p[r*cols : (r+1)*cols]
 		for j := 0; j < cols; j += sp.wExt {
-			dst := row[j : j+sp.wExt]
-			off, inside := b*c.inBatch+ch*c.inChannel, hi > lo
-			for i := range last {
-				v := c.src[i][k[i]*c.sDims[i]+y[i]]
-				if v < 0 {
-					inside = false
-					break
-				}
-				off += v
-			}
-			if !inside {
-				clear(dst)
-			} else {
-				clear(dst[:lo])
-				clear(dst[hi:])
-				start := off + (lo-sp.padLow)*sp.inStr
-				part := dst[lo:hi]
-				if sp.inStr == 1 {
-					copy(part, x[start:start+len(part)])
-				} else {
-					for q := range part {
-						part[q] = x[start+q*sp.inStr]
-					}
-				}
-			}
+			off, inside := outerSource(c, k, y, b*c.inBatch+ch*c.inChannel)
+			extendedRun(row[j:j+sp.wExt], x, off, inside, lo, hi, sp.padLow, sp.inStr)
 			increment(y, sp.sOuterDims)
 		}
+	}
+}
+
+// forTiles runs fn in parallel on every example b < batch and tile
+// [y0, y1) of perTile of the n outer output positions.
+func forTiles(batch, n, perTile int, fn func(b, y0, y1 int)) {
+	tiles := ceilDiv(n, perTile)
+	parallelFor(batch*tiles, func(item int) {
+		b, t := item/tiles, item%tiles
+		y0 := t * perTile
+		fn(b, y0, min(n, y0+perTile))
+	})
+}
+
+// outerSource returns base plus the input offsets that the outer kernel
+// position k meets at the outer output position y (every spatial axis but
+// the last), and false if one of them lies outside the input.
+func outerSource(c *convPlan, k, y []int, base int) (int, bool) {
+	for i := range k {
+		v := c.src[i][k[i]*c.sDims[i]+y[i]]
+		if v < 0 {
+			return 0, false
+		}
+		base += v
+	}
+	return base, true
+}
+
+// extendedRun fills dst, a run along an extended last axis, from the input
+// row at off: position e holds the input element at e − padLow (elements
+// inStr apart), inside the input for e in [lo, hi); zeros elsewhere, and
+// everywhere when the row lies outside the input (!inside).
+func extendedRun[T float](dst, x []T, off int, inside bool, lo, hi, padLow, inStr int) {
+	if !inside || hi <= lo {
+		clear(dst)
+		return
+	}
+	clear(dst[:lo])
+	clear(dst[hi:])
+	start := off + (lo-padLow)*inStr
+	part := dst[lo:hi]
+	if inStr == 1 {
+		copy(part, x[start:start+len(part)])
+		return
+	}
+	for q := range part {
+		part[q] = x[start+q*inStr]
 	}
 }
 
@@ -222,13 +255,8 @@ func scatterShifted[T float](c *convPlan, out, acc []T, b, y0, y1 int) {
 // tshiftPlan is the part of a convPlan the transposed shifted im2col
 // needs.
 type tshiftPlan struct {
+	lastAxis
 	sL, kL, ext int // output and kernel size along the last axis; ext = kL + sL − 1
-	padLow, inW int // the last axis' low padding and input size
-	inStr       int // the input's element stride along the last axis
-	nkOuter     int // kernel positions of the other spatial axes
-	nsOuter     int // output positions of the other spatial axes
-	kOuterDims  []int
-	sOuterDims  []int
 	blocks      int // (channel, outer kernel position) blocks: channels·nkOuter
 	rowsPerTile int // outer output positions per tile
 	blocksPer   int // blocks per gemm (a chunk of the contraction)
@@ -249,10 +277,7 @@ func planTShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.Con
 	}
 	sp := &tshiftPlan{
 		sL: sL, kL: kL, ext: kL + sL - 1,
-		padLow: p.paddings[last][0], inW: xs.Dimensions[axes.InputSpatial[last]],
-		inStr:      rowMajorStrides(xs.Dimensions)[axes.InputSpatial[last]],
-		kOuterDims: c.kDims[:last], sOuterDims: c.sDims[:last],
-		nkOuter: c.nk / kL, nsOuter: c.ns / sL,
+		lastAxis: newLastAxis(c, xs, p, axes),
 	}
 	sp.blocks = c.channels * sp.nkOuter
 	if !gemmFits(sp.blocks*sp.ext, sp.nsOuter, c.outChannels) {
@@ -289,11 +314,7 @@ func convTShift[T float](c *convPlan, x, w, out []T, flip bool) {
 	if pooled {
 		putBuf(wm)
 	}
-	tilesPerBatch := ceilDiv(sp.nsOuter, sp.rowsPerTile)
-	parallelFor(c.batch*tilesPerBatch, func(item int) {
-		b, t := item/tilesPerBatch, item%tilesPerBatch
-		y0 := t * sp.rowsPerTile
-		y1 := min(sp.nsOuter, y0+sp.rowsPerTile)
+	forTiles(c.batch, sp.nsOuter, sp.rowsPerTile, func(b, y0, y1 int) {
 		rows := y1 - y0
 		chunk := sp.blocksPer * sp.ext
 		buf := getBuf[T](rows*chunk + sp.sL - 1 + sp.sL*c.outChannels*rows)
@@ -334,31 +355,8 @@ func fillTShifted[T float](c *convPlan, p, x []T, b, y0, y1, b0, b1 int) {
 		for bl := b0; bl < b1; bl++ {
 			ch, ko := bl/sp.nkOuter, bl%sp.nkOuter
 			unflatten(k, sp.kOuterDims, ko)
-			dst := dstRow[(bl-b0)*sp.ext : (bl-b0+1)*sp.ext]
-			off, inside := b*c.inBatch+ch*c.inChannel, hi > lo
-			for i := range last {
-				v := c.src[i][k[i]*c.sDims[i]+y[i]]
-				if v < 0 {
-					inside = false
-					break
-				}
-				off += v
-			}
-			if !inside {
-				clear(dst)
-				continue
-			}
-			clear(dst[:lo])
-			clear(dst[hi:])
-			start := off + (lo-sp.padLow)*sp.inStr
-			part := dst[lo:hi]
-			if sp.inStr == 1 {
-				copy(part, x[start:start+len(part)])
-			} else {
-				for q := range part {
-					part[q] = x[start+q*sp.inStr]
-				}
-			}
+			off, inside := outerSource(c, k, y, b*c.inBatch+ch*c.inChannel)
+			extendedRun(dstRow[(bl-b0)*sp.ext:(bl-b0+1)*sp.ext], x, off, inside, lo, hi, sp.padLow, sp.inStr)
 		}
 		increment(y, sp.sOuterDims)
 	}
