@@ -258,7 +258,7 @@ type tshiftPlan struct {
 	lastAxis
 	sL, kL, ext int // output and kernel size along the last axis; ext = kL + sL − 1
 	blocks      int // (channel, outer kernel position) blocks: channels·nkOuter
-	rowsPerTile int // outer output positions per tile
+	rowsPerTile int // rows, (example, outer output position) pairs, per tile
 	blocksPer   int // blocks per gemm (a chunk of the contraction)
 }
 
@@ -283,13 +283,12 @@ func planTShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.Con
 	if !gemmFits(sp.blocks*sp.ext, sp.nsOuter, c.outChannels) {
 		return nil
 	}
-	// Tiles of outer output positions, enough to keep every worker busy;
-	// the contraction in chunks of blocks that keep the patches within
-	// the budget.
-	sp.rowsPerTile = sp.nsOuter
-	if tiles := c.batch; tiles < 2*workers() {
-		sp.rowsPerTile = max(1, ceilDiv(sp.nsOuter, ceilDiv(2*workers(), c.batch)))
-	}
+	// The rows, (example, outer output position) pairs, in one tile per
+	// worker: the gemms' n is then as large as it can be (the kernel
+	// gradient has few outer output positions, 9 for a 3x3x3 weight, but
+	// as many examples as the layer has input channels); the contraction
+	// in chunks of blocks that keep the patches within the budget.
+	sp.rowsPerTile = max(1, ceilDiv(c.batch*sp.nsOuter, workers()))
 	sp.blocksPer = max(1, min(sp.blocks, patchBudget/(sp.rowsPerTile*sp.ext*elemSize)))
 	return sp
 }
@@ -314,7 +313,10 @@ func convTShift[T float](c *convPlan, x, w, out []T, flip bool) {
 	if pooled {
 		putBuf(wm)
 	}
-	forTiles(c.batch, sp.nsOuter, sp.rowsPerTile, func(b, y0, y1 int) {
+	total := c.batch * sp.nsOuter
+	parallelFor(ceilDiv(total, sp.rowsPerTile), func(t int) {
+		y0 := t * sp.rowsPerTile
+		y1 := min(total, y0+sp.rowsPerTile)
 		rows := y1 - y0
 		chunk := sp.blocksPer * sp.ext
 		buf := getBuf[T](rows*chunk + sp.sL - 1 + sp.sL*c.outChannels*rows)
@@ -322,7 +324,7 @@ func convTShift[T float](c *convPlan, x, w, out []T, flip bool) {
 		for b0 := 0; b0 < sp.blocks; b0 += sp.blocksPer {
 			b1 := min(sp.blocks, b0+sp.blocksPer)
 			kc := (b1 - b0) * sp.ext
-			fillTShifted(c, patches[:rows*kc], x, b, y0, y1, b0, b1)
+			fillTShifted(c, patches[:rows*kc], x, y0, y1, b0, b1)
 			clear(patches[rows*kc : rows*kc+sp.sL-1])
 			var beta T
 			if b0 > 0 {
@@ -333,52 +335,52 @@ func convTShift[T float](c *convPlan, x, w, out []T, flip bool) {
 					acc[sl*c.outChannels*rows:], rows)
 			}
 		}
-		scatterTShifted(c, out, acc, b, y0, y1)
+		scatterTShifted(c, out, acc, y0, y1)
 		putBuf(buf)
 	})
 	putBuf(a)
 }
 
-// fillTShifted writes the transposed shifted patches of example b for
-// outer output positions [y0, y1) and blocks [b0, b1): row (outer position
-// − y0), column (block − b0)·ext + e, the input element at position
-// e − padLow of the last axis (zero outside the input).
-func fillTShifted[T float](c *convPlan, p, x []T, b, y0, y1, b0, b1 int) {
+// fillTShifted writes the transposed shifted patches of rows [g0, g1)
+// (row g: example g/nsOuter, outer output position g%nsOuter) and blocks
+// [b0, b1): row g − g0, column (block − b0)·ext + e, the input element at
+// position e − padLow of the last axis (zero outside the input).
+func fillTShifted[T float](c *convPlan, p, x []T, g0, g1, b0, b1 int) {
 	sp := c.tshift
 	last := len(c.sDims) - 1
 	cols := (b1 - b0) * sp.ext
 	k, y := make([]int, last), make([]int, last)
 	lo, hi := max(0, sp.padLow), min(sp.ext, sp.inW+sp.padLow)
-	unflatten(y, sp.sOuterDims, y0)
-	for row := range y1 - y0 {
-		dstRow := p[row*cols : (row+1)*cols]
+	unflatten(y, sp.sOuterDims, g0%sp.nsOuter)
+	for g := g0; g < g1; g++ {
+		b := g / sp.nsOuter
+		dstRow := p[(g-g0)*cols : (g-g0+1)*cols]
 		for bl := b0; bl < b1; bl++ {
 			ch, ko := bl/sp.nkOuter, bl%sp.nkOuter
 			unflatten(k, sp.kOuterDims, ko)
 			off, inside := outerSource(c, k, y, b*c.inBatch+ch*c.inChannel)
 			extendedRun(dstRow[(bl-b0)*sp.ext:(bl-b0+1)*sp.ext], x, off, inside, lo, hi, sp.padLow, sp.inStr)
 		}
-		increment(y, sp.sOuterDims)
+		increment(y, sp.sOuterDims) // wraps to the next example's first position
 	}
 }
 
-// scatterTShifted writes acc, the [sL][outChannels][y1−y0] products for
-// example b, to out.
-func scatterTShifted[T float](c *convPlan, out, acc []T, b, y0, y1 int) {
+// scatterTShifted writes acc, the [sL][outChannels][g1−g0] products for
+// rows [g0, g1), to out.
+func scatterTShifted[T float](c *convPlan, out, acc []T, g0, g1 int) {
 	sp := c.tshift
 	last := len(c.sDims) - 1
-	rows := y1 - y0
+	rows := g1 - g0
 	y := make([]int, last)
 	for o := range c.outChannels {
-		base := b*c.outBatch + o*c.outChannel
-		unflatten(y, sp.sOuterDims, y0)
-		for r := range rows {
-			off := base
+		unflatten(y, sp.sOuterDims, g0%sp.nsOuter)
+		for g := g0; g < g1; g++ {
+			off := (g/sp.nsOuter)*c.outBatch + o*c.outChannel
 			for i, yi := range y {
 				off += yi * c.outSpatial[i]
 			}
 			for sl := range sp.sL {
-				out[off+sl*c.outSpatial[last]] = acc[(sl*c.outChannels+o)*rows+r]
+				out[off+sl*c.outSpatial[last]] = acc[(sl*c.outChannels+o)*rows+g-g0]
 			}
 			increment(y, sp.sOuterDims)
 		}
