@@ -132,9 +132,9 @@ func DefaultDemoConfig() DemoConfig {
 //     faster machine trains more) at a peak learning rate of 1e-2, 8
 //     validation phantoms, 8 held-out ones; the last epoch is kept.
 //
-// It does not reach TargetDice yet (held-out mean Dice 0.83 to 0.84 with
-// seed 1; 0.82 and 0.58 with seed 2, whose training is chaotic after a
-// few dozen epochs); README.md's demo section has the figures and what
+// It does not reach TargetDice yet (held-out mean Dice 0.83 to 0.85 with
+// seed 1; 0.82, 0.79 and 0.58 with seed 2, whose training is chaotic after
+// a few dozen epochs); README.md's demo section has the figures and what
 // was tried.
 func RealisticDemoConfig() DemoConfig {
 	p := phantom.Small(volume.Dims{64, 64, 32})
