@@ -50,16 +50,15 @@ func newLastAxis(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.Co
 // shiftPlan is the part of a convPlan the shifted im2col needs.
 type shiftPlan struct {
 	lastAxis
-	kL, dil      int // kernel size and dilation along the last axis
-	wOut, wExt   int // output size along the last axis, and extended
-	rowsPerTile  int // outer output positions per tile
-	patchRows    int // channels·nkOuter
-	patchStrides int // columns of a tile's patches (rowsPerTile·wExt)
+	kL, dil     int // kernel size and dilation along the last axis
+	wOut, wExt  int // output size along the last axis, and extended
+	rowsPerTile int // outer output positions per tile
+	patchRows   int // channels·nkOuter
 }
 
 // planShift returns the shifted im2col's plan for c, or nil when the
-// convolution does not qualify (see above) or the plain im2col's patches
-// are no larger.
+// convolution does not qualify (see above) or the extended last axis would
+// add more than a quarter to the gemms' work.
 func planShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.ConvolveAxesConfig, elemSize int) *shiftPlan {
 	n := len(c.sDims)
 	if n == 0 || c.transposed {
@@ -90,7 +89,6 @@ func planShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.Conv
 	if tiles := c.batch * ceilDiv(sp.nsOuter, sp.rowsPerTile); tiles < 2*workers() {
 		sp.rowsPerTile = max(1, min(sp.rowsPerTile, ceilDiv(sp.nsOuter, ceilDiv(2*workers(), c.batch))))
 	}
-	sp.patchStrides = sp.rowsPerTile * sp.wExt
 	return sp
 }
 
@@ -263,7 +261,8 @@ type tshiftPlan struct {
 }
 
 // planTShift returns the transposed shifted im2col's plan for c, or nil
-// when the convolution does not qualify.
+// when the convolution does not qualify (see above) or the extended kernel
+// axis would add more than a quarter to the gemms' work.
 func planTShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.ConvolveAxesConfig, elemSize int) *tshiftPlan {
 	n := len(c.sDims)
 	if n == 0 || !c.transposed {
