@@ -74,6 +74,11 @@ type runner struct {
 	steps   *stepLog
 	started time.Time // start of the current stretch of training time
 	t0      time.Time // when Run started (Options.Until's schedule)
+	// clockDone is set when an epoch's training ends with Options.Until's
+	// budget spent: that epoch validates and ends the run. The decision is
+	// taken once, so that the epoch that ends the run is the one validated
+	// (the clock may pass Until while it validates and saves).
+	clockDone bool
 }
 
 // Run trains a model as opt.Config says, writing checkpoints, metrics and
@@ -251,7 +256,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				filepath.Join(r.dir, FileLast), r.st.GlobalEpoch(cfg)+1, r.st.Batch, r.st.Step, r.dir)
 			return &Result{State: r.st, Interrupted: true}, nil
 		}
-		if !r.st.Done(cfg) && r.clockPosition() >= 1 {
+		if !r.st.Done(cfg) && r.clockDone {
 			// The budget's schedule ended in the epoch just saved.
 			r.st.Phase, r.st.Epoch = len(cfg.Phases), 0
 			if err := r.saveLast(); err != nil {
@@ -300,6 +305,7 @@ func (r *runner) epoch(ctx context.Context) (interrupted bool, err error) {
 	}
 	var val, valLoss float64
 	var valCases int
+	r.clockDone = r.clockPosition() >= 1
 	if r.validates(ge) {
 		if err := r.preciseBN(ctx, ge); err != nil || ctx.Err() != nil {
 			r.st.EpochSeconds += time.Since(r.started).Seconds()
@@ -352,7 +358,7 @@ func (r *runner) validates(ge int) bool {
 	if every <= 1 || (ge+1)%every == 0 {
 		return true
 	}
-	return r.st.Epoch+1 == r.cfg.Phases[r.st.Phase].Epochs || r.clockPosition() >= 1
+	return r.st.Epoch+1 == r.cfg.Phases[r.st.Phase].Epochs || r.clockDone
 }
 
 // trainBatches trains batches r.st.Batch..n-1 of global epoch ge. It

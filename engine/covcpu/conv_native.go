@@ -283,7 +283,7 @@ func convNative[T float](c *convPlan, x, w, out []T, flip bool) {
 		convShift(c, x, w, out, flip)
 		return
 	}
-	if c.tshift != nil {
+	if c.tshift != nil && allFinite(x) {
 		convTShift(c, x, w, out, flip)
 		return
 	}

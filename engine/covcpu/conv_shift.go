@@ -250,6 +250,21 @@ func scatterShifted[T float](c *convPlan, out, acc []T, b, y0, y1 int) {
 // e: sL gemms read them shifted by sl. The patches take E/(kL·sL) of the
 // transposed im2col's writes (0.35 for 3 output positions over 32).
 
+// The zeros that extend the kernel meet real input elements (past each
+// output's window), so an infinite or NaN input would spread NaN where
+// the plain im2col computes finite values: convNative takes the
+// transposed shifted im2col only when every input element is finite.
+
+// allFinite reports whether x holds neither infinities nor NaN.
+func allFinite[T float](x []T) bool {
+	for _, v := range x {
+		if v-v != 0 { // NaN for ±Inf and NaN
+			return false
+		}
+	}
+	return true
+}
+
 // tshiftPlan is the part of a convPlan the transposed shifted im2col
 // needs.
 type tshiftPlan struct {
@@ -287,7 +302,7 @@ func planTShift(c *convPlan, xs shapes.Shape, p *sgConvParams, axes backends.Con
 	// gradient has few outer output positions, 9 for a 3x3x3 weight, but
 	// as many examples as the layer has input channels); the contraction
 	// in chunks of blocks that keep the patches within the budget.
-	sp.rowsPerTile = max(1, ceilDiv(c.batch*sp.nsOuter, workers()))
+	sp.rowsPerTile = max(1, min(ceilDiv(c.batch*sp.nsOuter, workers()), patchBudget/(sp.ext*elemSize)))
 	sp.blocksPer = max(1, min(sp.blocks, patchBudget/(sp.rowsPerTile*sp.ext*elemSize)))
 	return sp
 }

@@ -364,3 +364,24 @@ func TestConvShift(t *testing.T) {
 		}
 	}
 }
+
+// TestConvShiftNonFinite checks that an infinite input element reaches
+// only the outputs whose window holds it, as in simplego: the transposed
+// shifted im2col's zero-extended kernel would meet it elsewhere (0·Inf),
+// so it is not used then.
+func TestConvShiftNonFinite(t *testing.T) {
+	x := arr{data: []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, math.Inf(1)}, dims: []int{1, 1, 10}}
+	w := arr{data: []float64{1, 1, 1, 1, 1, 1, 1, 1}, dims: []int{1, 1, 8}}
+	conv := func(in []*graph.Node) []*graph.Node {
+		return []*graph.Node{graph.ConvGeneral(in[0], in[1], channelsFirst(1), []int{1}, [][2]int{{0, 0}}, nil, []int{1}, 1, 1)}
+	}
+	for _, f32 := range []bool{true, false} {
+		got := execArrs(t, newNative(t), f32, conv, x, w)[0]
+		want := []float64{36, 44, math.Inf(1)}
+		for i, v := range want {
+			if got.data[i] != v {
+				t.Fatalf("f32 %v: %v, want %v", f32, got.data, want)
+			}
+		}
+	}
+}

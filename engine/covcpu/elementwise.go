@@ -149,7 +149,7 @@ func binaryBroadcast(backend *simplego.Backend, node *simplego.Node, op backends
 	ls, _ := backend.BufferShape(inputs[0])
 	rs, _ := backend.BufferShape(inputs[1])
 	outShape := nodeShape(node)
-	if ls.Equal(rs) || ls.Size() == 1 || rs.Size() == 1 || ls.DType != rs.DType || ls.DType != outShape.DType ||
+	if outShape.Size() == 0 || ls.Equal(rs) || ls.Size() == 1 || rs.Size() == 1 || ls.DType != rs.DType || ls.DType != outShape.DType ||
 		ls.Rank() != outShape.Rank() || rs.Rank() != outShape.Rank() {
 		return nil
 	}
@@ -239,7 +239,7 @@ func broadcastInDim(backend *simplego.Backend, node *simplego.Node, inputs []*si
 	axes, ok := nodeInts(node)
 	xs, _ := backend.BufferShape(inputs[0])
 	outShape := nodeShape(node)
-	if !ok || len(axes) != xs.Rank() || xs.DType != outShape.DType {
+	if !ok || len(axes) != xs.Rank() || xs.DType != outShape.DType || xs.Size() == 0 || outShape.Size() == 0 {
 		return nil
 	}
 	dims := make([]int, outShape.Rank())
@@ -292,7 +292,7 @@ func reduceSum(backend *simplego.Backend, node *simplego.Node, inputs []*simpleg
 	axes, ok := nodeInts(node)
 	xs, _ := backend.BufferShape(inputs[0])
 	outShape := nodeShape(node)
-	if !ok || len(axes) == 0 || xs.DType != outShape.DType {
+	if !ok || len(axes) == 0 || xs.DType != outShape.DType || xs.Size() == 0 || outShape.Size() == 0 {
 		return nil
 	}
 	// The output's strides over the operand's axes: 0 on reduced axes.

@@ -176,3 +176,17 @@ func TestElementwiseRuns(t *testing.T) {
 		t.Error("elementwise=fast: no error")
 	}
 }
+
+// TestElementwiseEmpty checks ReduceSum and BroadcastInDim of tensors with
+// no elements, which the executors hand to simplego.
+func TestElementwiseEmpty(t *testing.T) {
+	fn := func(in []*graph.Node) []*graph.Node {
+		empty := graph.Slice(in[0], graph.AxisRange(0, 0))
+		return []*graph.Node{graph.ReduceSum(empty, 0), graph.BroadcastToDims(graph.Slice(in[0], graph.AxisRange(0, 1)), 0, 3)}
+	}
+	x := arr{data: []float64{1, 2, 3, 4, 5, 6}, dims: []int{2, 3}}
+	got := execArrs(t, newNative(t), true, fn, x)
+	if len(got[0].data) != 3 || got[0].data[0] != 0 || len(got[1].data) != 0 {
+		t.Fatalf("ReduceSum of [0,3]: %v; broadcast to [0,3]: %d values", got[0].data, len(got[1].data))
+	}
+}
