@@ -123,7 +123,7 @@ func DefaultDemoConfig() DemoConfig {
 //     spacing (half of them centred on a lesion; half a 32x32x32 patch's
 //     cost, so twice the steps fit) and run as a sliding window that
 //     overlaps by three quarters; BatchNorm statistics
-//     recomputed from 16 training patches before each validation
+//     recomputed from the epoch's 48 training patches before each validation
 //     (train.Engine.PreciseBN), and validation on the same patch of each
 //     of 8 phantoms after every fourth epoch and the last (validating
 //     every epoch took a tenth of the training time).
@@ -133,9 +133,9 @@ func DefaultDemoConfig() DemoConfig {
 //     validation phantoms, 8 held-out ones; the last epoch is kept.
 //
 // It does not reach TargetDice yet (held-out mean Dice 0.83 to 0.85 with
-// seed 1; 0.82, 0.79 and 0.58 with seed 2, whose training is chaotic after
-// a few dozen epochs); README.md's demo section has the figures and what
-// was tried.
+// seed 1; 0.58 to 0.82 with seed 2, whose training is chaotic after a few
+// dozen epochs; 0.65 and 0.77 with seed 3); README.md's demo section has
+// the figures and what was tried.
 func RealisticDemoConfig() DemoConfig {
 	p := phantom.Small(volume.Dims{64, 64, 32})
 	p.Spacing[2] = 5

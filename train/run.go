@@ -75,9 +75,9 @@ type runner struct {
 	started time.Time // start of the current stretch of training time
 	t0      time.Time // when Run started (Options.Until's schedule)
 	// clockDone is set when an epoch's training ends with Options.Until's
-	// budget spent: that epoch validates and ends the run. The decision is
-	// taken once, so that the epoch that ends the run is the one validated
-	// (the clock may pass Until while it validates and saves).
+	// budget spent: that epoch validates and ends the run. If the clock
+	// passes Until only while an epoch that skipped validation saves, the
+	// run ends too and validateLast validates that epoch.
 	clockDone bool
 }
 
@@ -256,8 +256,11 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				filepath.Join(r.dir, FileLast), r.st.GlobalEpoch(cfg)+1, r.st.Batch, r.st.Step, r.dir)
 			return &Result{State: r.st, Interrupted: true}, nil
 		}
-		if !r.st.Done(cfg) && r.clockDone {
+		if !r.st.Done(cfg) && (r.clockDone || r.clockPosition() >= 1) {
 			// The budget's schedule ended in the epoch just saved.
+			if err := r.validateLast(ctx); err != nil {
+				return nil, err
+			}
 			r.st.Phase, r.st.Epoch = len(cfg.Phases), 0
 			if err := r.saveLast(); err != nil {
 				return nil, err
@@ -267,6 +270,35 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 	}
 	fmt.Fprintf(r.log, "finished %d epochs; best validation Dice %.4f at epoch %d\n", len(r.st.History), r.st.BestDice, r.st.BestEpoch)
 	return &Result{State: r.st}, nil
+}
+
+// validateLast validates the epoch just saved if it skipped validation
+// (validation.every) although the clock has ended the run: the budget ran
+// out while that epoch saved, after it had decided not to validate. The
+// run's last epoch always validates, with its BatchNorm statistics
+// recomputed, since that is the network a clock-budgeted run leaves.
+func (r *runner) validateLast(ctx context.Context) error {
+	i := len(r.st.History) - 1
+	if i < 0 || r.st.History[i].ValDice != nil {
+		return nil
+	}
+	rec := r.st.History[i]
+	if err := r.preciseBN(ctx, rec.Epoch-1); err != nil || ctx.Err() != nil {
+		return err
+	}
+	val, cases, loss, err := r.validate(ctx)
+	if err != nil || ctx.Err() != nil || cases == 0 {
+		return err
+	}
+	rec.ValCases, rec.ValDice = cases, &val
+	if finite(loss) {
+		rec.ValLoss = &loss
+	}
+	if r.st.BestEpoch == 0 || val > r.st.BestDice {
+		r.st.BestDice, r.st.BestEpoch, rec.Best = val, rec.Epoch, true
+	}
+	r.st.History[i] = rec
+	return r.endEpoch(rec)
 }
 
 // clockPosition is the fraction of Options.Until's budget spent since Run

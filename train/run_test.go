@@ -452,6 +452,30 @@ func TestValidationEvery(t *testing.T) {
 	if got, want := validated(run(one, time.Now().Add(-time.Second))), []int{1}; !slices.Equal(got, want) {
 		t.Errorf("spent clock budget: validated epochs %v, want %v (the one that ends the run)", got, want)
 	}
+	// The clock passes Until while an epoch that skipped validation saves
+	// (OnEpoch sleeps past it): the run ends there and validates it.
+	late := one
+	late.Validation.Every = 100
+	until := time.Now().Add(3 * time.Second)
+	tr, val := tinySources(t, 2, 11)
+	var log bytes.Buffer
+	res, err := Run(context.Background(), Options{
+		Config: late, Dir: t.TempDir(), Backend: testBackend(), Train: tr, Val: val, Log: &log, Until: until,
+		OnEpoch: func(rec EpochRecord) {
+			if rec.ValDice == nil {
+				time.Sleep(time.Until(until) + 10*time.Millisecond)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	h := res.State.History
+	if len(h) == 0 || h[len(h)-1].ValDice == nil || res.State.BestEpoch != len(h) {
+		t.Errorf("clock passed while saving: %d epochs, last validated %v, best epoch %d; want the last validated and best\n%s",
+			len(h), len(h) > 0 && h[len(h)-1].ValDice != nil, res.State.BestEpoch, log.String())
+	}
+
 	bad := cfg
 	bad.Validation.Every = -1
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "validation.every") {

@@ -61,7 +61,7 @@ the lungs involved) the output reports: at least 0.8 for the default
 phantoms (32x32x16 of 10.5 mm, large lesions, width 1/16 on whole phantoms);
 --realistic makes phantoms like the real task (64x64x32 of about 5 mm, the
 usual CT-1 burden under 25 %) and trains width 1/8 on 16x32x32 patches with
-a sliding window, aiming at 0.85 — which it does not reach yet (0.58–0.85).
+a sliding window, aiming at 0.85 — which it does not reach yet (0.58–0.85 with seeds 1 to 3).
 
 --json prints one JSON object on standard output at the end (progress goes
 to standard error) with at least synthetic, dice_mean, cases, seconds and
