@@ -128,7 +128,7 @@ func DefaultDemoConfig() DemoConfig {
 //     of 8 phantoms after every fourth epoch and the last (validating
 //     every epoch took a tenth of the training time).
 //   - 48 training phantoms for at most 64 epochs (the one-cycle schedule
-//     follows the clock when they don't fit: 42 to 44 on two cores, and a
+//     follows the clock when they don't fit: 41 to 44 on two cores, and a
 //     faster machine trains more) at a peak learning rate of 1e-2, 8
 //     validation phantoms, 8 held-out ones; the last epoch is kept.
 //
