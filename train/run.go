@@ -74,11 +74,6 @@ type runner struct {
 	steps   *stepLog
 	started time.Time // start of the current stretch of training time
 	t0      time.Time // when Run started (Options.Until's schedule)
-	// clockDone is set when an epoch's training ends with Options.Until's
-	// budget spent: that epoch validates and ends the run. If the clock
-	// passes Until only while an epoch that skipped validation saves, the
-	// run ends too and validateLast validates that epoch.
-	clockDone bool
 }
 
 // Run trains a model as opt.Config says, writing checkpoints, metrics and
@@ -256,7 +251,7 @@ func (r *runner) loop(ctx context.Context) (*Result, error) {
 				filepath.Join(r.dir, FileLast), r.st.GlobalEpoch(cfg)+1, r.st.Batch, r.st.Step, r.dir)
 			return &Result{State: r.st, Interrupted: true}, nil
 		}
-		if !r.st.Done(cfg) && (r.clockDone || r.clockPosition() >= 1) {
+		if !r.st.Done(cfg) && r.clockPosition() >= 1 {
 			// The budget's schedule ended in the epoch just saved.
 			if err := r.validateLast(ctx); err != nil {
 				return nil, err
@@ -287,18 +282,27 @@ func (r *runner) validateLast(ctx context.Context) error {
 		return err
 	}
 	val, cases, loss, err := r.validate(ctx)
-	if err != nil || ctx.Err() != nil || cases == 0 {
+	if err != nil || ctx.Err() != nil {
 		return err
 	}
-	rec.ValCases, rec.ValDice = cases, &val
+	r.recordValidation(&rec, val, cases, loss)
+	r.st.History[i] = rec
+	return r.endEpoch(rec)
+}
+
+// recordValidation puts an epoch's validation figures in rec (none when no
+// case was validated) and makes it the best epoch when its Dice is.
+func (r *runner) recordValidation(rec *EpochRecord, dice float64, cases int, loss float64) {
+	if cases == 0 {
+		return
+	}
+	rec.ValCases, rec.ValDice = cases, &dice
 	if finite(loss) {
 		rec.ValLoss = &loss
 	}
-	if r.st.BestEpoch == 0 || val > r.st.BestDice {
-		r.st.BestDice, r.st.BestEpoch, rec.Best = val, rec.Epoch, true
+	if r.st.BestEpoch == 0 || dice > r.st.BestDice {
+		r.st.BestDice, r.st.BestEpoch, rec.Best = dice, rec.Epoch, true
 	}
-	r.st.History[i] = rec
-	return r.endEpoch(rec)
 }
 
 // clockPosition is the fraction of Options.Until's budget spent since Run
@@ -337,7 +341,6 @@ func (r *runner) epoch(ctx context.Context) (interrupted bool, err error) {
 	}
 	var val, valLoss float64
 	var valCases int
-	r.clockDone = r.clockPosition() >= 1
 	if r.validates(ge) {
 		if err := r.preciseBN(ctx, ge); err != nil || ctx.Err() != nil {
 			r.st.EpochSeconds += time.Since(r.started).Seconds()
@@ -356,15 +359,7 @@ func (r *runner) epoch(ctx context.Context) (interrupted bool, err error) {
 		TrainLoss: r.st.EpochLossSum / float64(n), ValCases: valCases,
 		LR: r.st.LR, Steps: r.st.Step, Seconds: r.st.EpochSeconds,
 	}
-	if valCases > 0 {
-		rec.ValDice = &val
-		if finite(valLoss) {
-			rec.ValLoss = &valLoss
-		}
-		if r.st.BestEpoch == 0 || val > r.st.BestDice {
-			r.st.BestDice, r.st.BestEpoch, rec.Best = val, ge+1, true
-		}
-	}
+	r.recordValidation(&rec, val, valCases, valLoss)
 	r.st.History = append(r.st.History, rec)
 	r.st.Epoch++
 	r.st.Batch, r.st.EpochLossSum, r.st.EpochSeconds = 0, 0, 0
@@ -390,7 +385,7 @@ func (r *runner) validates(ge int) bool {
 	if every <= 1 || (ge+1)%every == 0 {
 		return true
 	}
-	return r.st.Epoch+1 == r.cfg.Phases[r.st.Phase].Epochs || r.clockDone
+	return r.st.Epoch+1 == r.cfg.Phases[r.st.Phase].Epochs || r.clockPosition() >= 1
 }
 
 // trainBatches trains batches r.st.Batch..n-1 of global epoch ge. It

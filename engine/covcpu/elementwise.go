@@ -41,10 +41,20 @@ var elementwiseOps = []backends.OpType{
 // that must know they ran.
 var nativeElementwiseCalls [backends.OpTypeLast]atomic.Int64
 
-// execElementwise is the executor installed in simplego's table for the
-// op types of elementwiseOps.
-func execElementwise(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, owned []bool) (*simplego.Buffer, error) {
-	op := nodeOpType(node)
+// elementwiseExecutor returns the executor installed in simplego's table
+// for op, one of elementwiseOps. The op is bound here rather than read
+// from the node, so that backends without the elementwise executors (or a
+// GoMLX whose nodes the mirrors do not match) never read a node through
+// them.
+func elementwiseExecutor(op backends.OpType) sgExecutor {
+	return func(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, owned []bool) (*simplego.Buffer, error) {
+		return execElementwise(op, backend, node, inputs, owned)
+	}
+}
+
+// execElementwise runs op with the elementwise kernels when backend uses
+// them and they handle the case, else with simplego's executor.
+func execElementwise(op backends.OpType, backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, owned []bool) (*simplego.Buffer, error) {
 	if modeOf(backend).elem {
 		var out *simplego.Buffer
 		switch op {

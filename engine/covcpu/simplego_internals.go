@@ -156,11 +156,6 @@ var (
 	simplegoExecutors         [backends.OpTypeLast]sgExecutor
 )
 
-// nodeOpType returns a simplego node's op type.
-func nodeOpType(n *simplego.Node) backends.OpType {
-	return (*sgNode)(unsafe.Pointer(n)).opType
-}
-
 // nodeInts returns the []int a node keeps as its parameters, if it does.
 func nodeInts(n *simplego.Node) ([]int, bool) {
 	v, ok := (*sgNode)(unsafe.Pointer(n)).data.([]int)
@@ -181,7 +176,7 @@ func installNative() {
 	sgNodeExecutors[backends.OpTypeConvGeneral] = execConvGeneral
 	for _, op := range elementwiseOps {
 		if simplegoExecutors[op] = sgNodeExecutors[op]; simplegoExecutors[op] != nil {
-			sgNodeExecutors[op] = execElementwise
+			sgNodeExecutors[op] = elementwiseExecutor(op)
 		}
 	}
 }
